@@ -1,0 +1,24 @@
+"""Policies: recurrent cores, actor-critic heads and a registry of named agents."""
+
+from agents.actor_critic import ActorCritic, sample_categorical
+from agents.cores import GRU, LSTM, RNN, Core, MLPCore, RecurrentState, TorchLSTM
+from agents.normalize import RunningNorm
+from agents.registry import AGENTS, BACKENDS, AgentError, make_agent, make_core
+
+__all__ = [
+    "AGENTS",
+    "BACKENDS",
+    "GRU",
+    "LSTM",
+    "RNN",
+    "ActorCritic",
+    "AgentError",
+    "Core",
+    "MLPCore",
+    "RecurrentState",
+    "RunningNorm",
+    "TorchLSTM",
+    "make_agent",
+    "make_core",
+    "sample_categorical",
+]

@@ -1,0 +1,132 @@
+"""Actor-critic policies over a core: categorical actor and value heads, SB3-style ``predict``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from agents.cores import Core, RecurrentState
+from agents.normalize import RunningNorm
+
+
+def mlp(sizes: Sequence[int], activation: type[nn.Module]) -> nn.Sequential:
+    """Linear layers of ``sizes`` with ``activation`` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for k in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[k], sizes[k + 1]))
+        if k < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """A policy and a value function on top of one core (shared) or two (actor's and critic's).
+
+    With two cores their states are stacked along the layer axis, actor first, so the policy
+    still hands around a single :class:`RecurrentState`.
+
+    Args:
+        actor_core: core whose features feed the policy head (and the value head when shared).
+        critic_core: a separate core for the value head, or None to share ``actor_core``.
+        num_actions: size of the Discrete action space.
+        pi_hidden, vf_hidden: hidden widths of the policy and value heads.
+        activation: activation of the heads.
+        normalize_obs: normalise observations by running statistics before the core.
+    """
+
+    def __init__(
+        self,
+        actor_core: Core,
+        num_actions: int,
+        critic_core: Core | None = None,
+        pi_hidden: Sequence[int] = (64,),
+        vf_hidden: Sequence[int] = (64,),
+        activation: type[nn.Module] = nn.ReLU,
+        normalize_obs: bool = True,
+    ) -> None:
+        super().__init__()
+        self.obs_dim = actor_core.input_size
+        self.num_actions = num_actions
+        self.actor_core = actor_core
+        self.critic_core = critic_core
+        self.obs_norm = RunningNorm(self.obs_dim, enabled=normalize_obs)
+        self.pi_head = mlp([actor_core.output_size, *pi_hidden, num_actions], activation)
+        critic_width = (critic_core or actor_core).output_size
+        self.vf_head = mlp([critic_width, *vf_hidden, 1], activation)
+        # Small final policy layer: near-uniform actions at the start (as SB3 and CleanRL do).
+        nn.init.orthogonal_(self.pi_head[-1].weight, gain=0.01)
+        nn.init.zeros_(self.pi_head[-1].bias)
+
+    @property
+    def is_recurrent(self) -> bool:
+        return self.actor_core.state_layers > 0
+
+    def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> RecurrentState:
+        state = self.actor_core.initial_state(batch_size, device)
+        if self.critic_core is None:
+            return state
+        critic = self.critic_core.initial_state(batch_size, device)
+        return RecurrentState(torch.cat([state.h, critic.h]), torch.cat([state.c, critic.c]))
+
+    def _split(self, state: RecurrentState) -> tuple[RecurrentState, RecurrentState]:
+        n = self.actor_core.state_layers
+        return RecurrentState(state.h[:n], state.c[:n]), RecurrentState(state.h[n:], state.c[n:])
+
+    def forward(
+        self, obs: Tensor, state: RecurrentState, episode_starts: Tensor
+    ) -> tuple[Tensor, Tensor, RecurrentState]:
+        """Logits ``(T, B, A)``, values ``(T, B)`` and the final state for ``obs`` ``(T, B, D)``."""
+        x = self.obs_norm(obs)
+        if self.critic_core is None:
+            features, state = self.actor_core(x, state, episode_starts)
+            return self.pi_head(features), self.vf_head(features).squeeze(-1), state
+        actor_state, critic_state = self._split(state)
+        actor_features, actor_state = self.actor_core(x, actor_state, episode_starts)
+        critic_features, critic_state = self.critic_core(x, critic_state, episode_starts)
+        state = RecurrentState(
+            torch.cat([actor_state.h, critic_state.h]), torch.cat([actor_state.c, critic_state.c])
+        )
+        return self.pi_head(actor_features), self.vf_head(critic_features).squeeze(-1), state
+
+    @torch.no_grad()
+    def act(
+        self, obs: Tensor, state: RecurrentState, episode_starts: Tensor, deterministic: bool
+    ) -> tuple[Tensor, RecurrentState]:
+        """Actions ``(B,)`` for one step of observations ``(B, D)``."""
+        logits, _, state = self(obs[None], state, episode_starts[None])  # (B, D) -> (1, B, D)
+        logits = logits[0]
+        if deterministic:
+            return logits.argmax(-1), state
+        return sample_categorical(logits), state
+
+    def predict(
+        self,
+        observation: np.ndarray | Tensor,
+        state: RecurrentState | None = None,
+        episode_start: np.ndarray | Tensor | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, RecurrentState]:
+        """Stable-Baselines3's ``predict`` protocol: numpy in, numpy actions and a state out."""
+        device = next(self.parameters()).device
+        obs = torch.as_tensor(np.asarray(observation), dtype=torch.float32, device=device)
+        single = obs.ndim == 1
+        obs = obs.reshape(-1, self.obs_dim)  # (D,) or (B, D) -> (B, D)
+        if state is None:
+            state = self.initial_state(obs.shape[0], device)
+        if episode_start is None:
+            starts = torch.zeros(obs.shape[0], device=device)
+        else:
+            starts = torch.as_tensor(np.asarray(episode_start), dtype=torch.float32, device=device)
+            starts = starts.reshape(obs.shape[0])
+        actions, state = self.act(obs, state, starts, deterministic)
+        actions = actions.cpu().numpy()
+        return (actions[0] if single else actions), state
+
+
+def sample_categorical(logits: Tensor) -> Tensor:
+    """Sample from softmax(logits) by the Gumbel-max trick: three fused ops, no host sync."""
+    gumbel = -torch.empty_like(logits).exponential_().log()
+    return (logits + gumbel).argmax(-1)

@@ -1,0 +1,265 @@
+"""Recurrent cores: the custom LSTM from the lecture's gate equations, a GRU, a vanilla RNN, and a
+feedforward core with an empty state, all behind one interface.
+
+Conventions, here once for the whole package:
+
+* A core maps ``x`` of shape ``(T, B, D)`` and a :class:`RecurrentState` to outputs ``(T, B, H)``
+  and the state after the last step. One code path serves acting (``T == 1``) and training
+  (a whole rollout), so a step-by-step run equals the whole-sequence run.
+* ``episode_starts[t] == 1`` means ``x[t]`` is the first observation of an episode: the state is
+  zeroed *before* ``x[t]`` is consumed.
+* States are shaped ``(num_layers, B, H)``, the ``torch.nn.LSTM`` layout. Cores without a cell
+  state hold a ``c`` of width 0; the feedforward core holds a state with 0 layers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+
+class RecurrentState(NamedTuple):
+    h: Tensor  # (num_layers, B, H) hidden state
+    c: Tensor  # (num_layers, B, H) LSTM cell state; (num_layers, B, 0) for cores without one
+
+    def select(self, index: Tensor) -> RecurrentState:
+        """The state of the environments ``index`` (a batch subset)."""
+        return RecurrentState(self.h[:, index], self.c[:, index])
+
+    def detach(self) -> RecurrentState:
+        return RecurrentState(self.h.detach(), self.c.detach())
+
+
+class Core(nn.Module):
+    """Base of every core: sizes, a zero initial state and the episode-start mask."""
+
+    cell_width_factor = 0  # width of ``c`` in units of hidden_size (1 for an LSTM)
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    @property
+    def state_layers(self) -> int:
+        """Layers of recurrent state this core keeps (0 for a feedforward core)."""
+        return self.num_layers
+
+    def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> RecurrentState:
+        h = torch.zeros(self.num_layers, batch_size, self.hidden_size, device=device)
+        c = torch.zeros(
+            self.num_layers, batch_size, self.hidden_size * self.cell_width_factor, device=device
+        )
+        return RecurrentState(h, c)
+
+    def forward(
+        self, x: Tensor, state: RecurrentState, episode_starts: Tensor
+    ) -> tuple[Tensor, RecurrentState]:
+        raise NotImplementedError
+
+
+class _LayerLoopCore(Core):
+    """Runs layer after layer over the whole sequence.
+
+    Each layer projects its whole input sequence in one matmul and loops in Python only over
+    the recurrent part: the per-step cost is what limits small recurrent nets on a CPU.
+    """
+
+    def _layer(
+        self, layer: int, x: Tensor, h: Tensor, c: Tensor, keep: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        raise NotImplementedError
+
+    def forward(
+        self, x: Tensor, state: RecurrentState, episode_starts: Tensor
+    ) -> tuple[Tensor, RecurrentState]:
+        keep = (1.0 - episode_starts.to(x.dtype)).unsqueeze(-1)  # (T, B) -> (T, B, 1)
+        hs, cs = [], []
+        for layer in range(self.num_layers):
+            x, h, c = self._layer(layer, x, state.h[layer], state.c[layer], keep)
+            hs.append(h)
+            cs.append(c)
+        return x, RecurrentState(torch.stack(hs), torch.stack(cs))
+
+
+def _input_projection(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``x @ weight.T + bias`` for a whole ``(T, B, D)`` sequence in one matmul."""
+    T, B, D = x.shape
+    return torch.addmm(bias, x.reshape(T * B, D), weight.t()).view(T, B, -1)  # (T*B, D)->(T, B, G)
+
+
+class LSTM(_LayerLoopCore):
+    """The LSTM of the lecture, stackable.
+
+    One fused weight ``W`` of shape ``(4H, H + D)`` acts on ``[h_{t-1}; x_t]``::
+
+        [i, f, o, g] = [sigmoid, sigmoid, sigmoid, tanh](W [h_{t-1}; x_t] + b)
+        C_t = f * C_{t-1} + i * g
+        h_t = o * tanh(C_t)
+    """
+
+    cell_width_factor = 1
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+        super().__init__(input_size, hidden_size, num_layers)
+        H = hidden_size
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(4 * H, H + (input_size if k == 0 else H)))
+            for k in range(num_layers)
+        )
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(4 * H)) for _ in range(num_layers))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)  # torch.nn.LSTM's initialisation
+        for w, b in zip(self.weights, self.biases, strict=True):
+            nn.init.uniform_(w, -bound, bound)
+            nn.init.uniform_(b, -bound, bound)
+
+    def _layer(self, layer, x, h, c, keep):
+        H = self.hidden_size
+        weight = self.weights[layer]
+        w_h, w_x = weight[:, :H], weight[:, H:]  # W = [W_h | W_x] over [h_{t-1}; x_t]
+        x_proj = _input_projection(x, w_x, self.biases[layer])  # (T, B, 4H)
+        w_h_t = w_h.t()
+        outputs = []
+        for t in range(x.shape[0]):
+            h = h * keep[t]
+            c = c * keep[t]
+            gates = torch.addmm(x_proj[t], h, w_h_t)  # (B, 4H)
+            i, f, o = gates[:, : 3 * H].sigmoid().chunk(3, dim=1)
+            g = gates[:, 3 * H :].tanh()
+            c = torch.addcmul(f * c, i, g)
+            h = o * c.tanh()
+            outputs.append(h)
+        return torch.stack(outputs), h, c
+
+
+class TorchLSTM(Core):
+    """The same function as :class:`LSTM`, computed by ``torch.nn.LSTM`` (cuDNN on a GPU).
+
+    ``nn.LSTM`` cannot reset its state mid-sequence, so the sequence is cut at every step where
+    some environment starts an episode and each stretch runs as one fused call.
+    """
+
+    cell_width_factor = 1
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+        super().__init__(input_size, hidden_size, num_layers)
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers)
+
+    def forward(self, x, state, episode_starts):
+        keep = (1.0 - episode_starts.to(x.dtype)).unsqueeze(-1)  # (T, B) -> (T, B, 1)
+        # Host-side cut points: one sync per call, the price of the fused kernel.
+        cuts = (episode_starts[1:].any(dim=1).nonzero().flatten() + 1).tolist()
+        h, c = state
+        outputs = []
+        for start, stop in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
+            h, c = h * keep[start], c * keep[start]
+            out, (h, c) = self.lstm(x[start:stop], (h, c))
+            outputs.append(out)
+        return torch.cat(outputs), RecurrentState(h, c)
+
+    @torch.no_grad()
+    def load_from(self, custom: LSTM) -> None:
+        """Copy the weights of a custom :class:`LSTM` (gate order i,f,o,g -> nn.LSTM's i,f,g,o)."""
+        H = self.hidden_size
+        order = torch.cat(
+            [torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]
+        )
+        for k in range(self.num_layers):
+            w, b = custom.weights[k][order], custom.biases[k][order]
+            getattr(self.lstm, f"weight_hh_l{k}").copy_(w[:, :H])
+            getattr(self.lstm, f"weight_ih_l{k}").copy_(w[:, H:])
+            getattr(self.lstm, f"bias_ih_l{k}").copy_(b)
+            getattr(self.lstm, f"bias_hh_l{k}").zero_()
+
+
+class GRU(_LayerLoopCore):
+    """Gated recurrent unit (``torch.nn.GRU``'s equations and gate order r, z, n)::
+
+    r = sigmoid(W_xr x + b_xr + W_hr h + b_hr)
+    z = sigmoid(W_xz x + b_xz + W_hz h + b_hz)
+    n = tanh(W_xn x + b_xn + r * (W_hn h + b_hn))
+    h = (1 - z) * n + z * h
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+        super().__init__(input_size, hidden_size, num_layers)
+        H = hidden_size
+        sizes = [input_size] + [H] * (num_layers - 1)
+        self.weights_x = nn.ParameterList(nn.Parameter(torch.empty(3 * H, d)) for d in sizes)
+        self.weights_h = nn.ParameterList(nn.Parameter(torch.empty(3 * H, H)) for _ in sizes)
+        self.biases_x = nn.ParameterList(nn.Parameter(torch.empty(3 * H)) for _ in sizes)
+        self.biases_h = nn.ParameterList(nn.Parameter(torch.empty(3 * H)) for _ in sizes)
+        bound = 1.0 / math.sqrt(H)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _layer(self, layer, x, h, c, keep):
+        H = self.hidden_size
+        x_proj = _input_projection(x, self.weights_x[layer], self.biases_x[layer])  # (T, B, 3H)
+        w_h_t, b_h = self.weights_h[layer].t(), self.biases_h[layer]
+        outputs = []
+        for t in range(x.shape[0]):
+            h = h * keep[t]
+            h_proj = torch.addmm(b_h, h, w_h_t)  # (B, 3H)
+            r, z = (x_proj[t, :, : 2 * H] + h_proj[:, : 2 * H]).sigmoid().chunk(2, dim=1)
+            n = torch.addcmul(x_proj[t, :, 2 * H :], r, h_proj[:, 2 * H :]).tanh()
+            h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
+            outputs.append(h)
+        return torch.stack(outputs), h, c
+
+
+class RNN(_LayerLoopCore):
+    """The vanilla (Elman) RNN of the lecture: ``h_t = tanh(W_xh x_t + W_hh h_{t-1} + b)``."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+        super().__init__(input_size, hidden_size, num_layers)
+        H = hidden_size
+        sizes = [input_size] + [H] * (num_layers - 1)
+        self.weights_x = nn.ParameterList(nn.Parameter(torch.empty(H, d)) for d in sizes)
+        self.weights_h = nn.ParameterList(nn.Parameter(torch.empty(H, H)) for _ in sizes)
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(H)) for _ in sizes)
+        bound = 1.0 / math.sqrt(H)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _layer(self, layer, x, h, c, keep):
+        x_proj = _input_projection(x, self.weights_x[layer], self.biases[layer])  # (T, B, H)
+        w_h_t = self.weights_h[layer].t()
+        outputs = []
+        for t in range(x.shape[0]):
+            h = torch.addmm(x_proj[t], h * keep[t], w_h_t).tanh()
+            outputs.append(h)
+        return torch.stack(outputs), h, c
+
+
+class MLPCore(Core):
+    """A feedforward core: sees only the current observation and keeps a 0-layer state."""
+
+    def __init__(self, input_size: int, hidden_size: int = 64, num_layers: int = 1) -> None:
+        super().__init__(input_size, hidden_size, num_layers)
+        layers: list[nn.Module] = []
+        for k in range(num_layers):
+            layers += [nn.Linear(input_size if k == 0 else hidden_size, hidden_size), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    @property
+    def state_layers(self) -> int:
+        return 0
+
+    def initial_state(self, batch_size, device="cpu"):
+        empty = torch.zeros(0, batch_size, 0, device=device)
+        return RecurrentState(empty, empty)
+
+    def forward(self, x, state, episode_starts):
+        return self.net(x), state

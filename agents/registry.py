@@ -1,0 +1,69 @@
+"""Named agents: one place that turns an agent name and sizes into a policy."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from agents.actor_critic import ActorCritic
+from agents.cores import GRU, LSTM, RNN, Core, MLPCore, TorchLSTM
+
+# name -> (core class for the "custom" backend, description)
+AGENTS: dict[str, tuple[type[Core], str]] = {
+    "lstm": (LSTM, "LSTM from the lecture's gate equations (fused weight over [h; x])"),
+    "gru": (GRU, "gated recurrent unit"),
+    "rnn": (RNN, "vanilla (Elman) RNN, h = tanh(W_xh x + W_hh h + b)"),
+    "mlp": (MLPCore, "feedforward: sees only the current observation"),
+}
+BACKENDS = ("custom", "torch")
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+class AgentError(ValueError):
+    """An agent that cannot be built as asked."""
+
+
+def make_core(
+    name: str, input_size: int, hidden_size: int, num_layers: int, backend: str = "custom"
+) -> Core:
+    """The core of agent ``name``; ``backend="torch"`` computes an LSTM with ``torch.nn.LSTM``."""
+    if name not in AGENTS:
+        raise AgentError(f"unknown agent {name!r}; choose from {', '.join(AGENTS)}")
+    if backend not in BACKENDS:
+        raise AgentError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    core_class = AGENTS[name][0]
+    if backend == "torch":
+        if name != "lstm":
+            raise AgentError(f"backend 'torch' is for the lstm agent, not {name!r}")
+        core_class = TorchLSTM
+    return core_class(input_size, hidden_size, num_layers)
+
+
+def make_agent(
+    name: str,
+    obs_dim: int,
+    num_actions: int,
+    hidden_size: int = 64,
+    num_layers: int = 1,
+    backend: str = "custom",
+    shared_core: bool = True,
+    pi_hidden: tuple[int, ...] = (64,),
+    vf_hidden: tuple[int, ...] = (64,),
+    activation: str = "relu",
+    normalize_obs: bool = True,
+) -> ActorCritic:
+    """Build agent ``name`` for an env with ``obs_dim`` observations and ``num_actions`` actions."""
+    if activation not in ACTIVATIONS:
+        raise AgentError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
+
+    def core() -> Core:
+        return make_core(name, obs_dim, hidden_size, num_layers, backend)
+
+    return ActorCritic(
+        core(),
+        num_actions,
+        critic_core=None if shared_core else core(),
+        pi_hidden=pi_hidden,
+        vf_hidden=vf_hidden,
+        activation=ACTIVATIONS[activation],
+        normalize_obs=normalize_obs,
+    )

@@ -1,0 +1,129 @@
+"""One batched interface over every environment rlrnn trains in.
+
+A batched environment holds ``num_envs`` environments, takes a ``(N,)`` tensor of actions and
+returns tensors on its device. Finished environments reset in the same step; ``final_obs`` is the
+observation that ended the episode (equal to ``obs`` where the episode goes on). ``terminated``
+(the task ended) and ``truncated`` (the time limit) are separate: only termination should cut
+bootstrapping.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from torch import Tensor
+
+
+class EnvError(ValueError):
+    """An environment id that rlrnn cannot train on."""
+
+
+class StepResult(NamedTuple):
+    obs: Tensor  # (N, obs_dim) float32, already reset where the episode ended
+    reward: Tensor  # (N,) float32
+    terminated: Tensor  # (N,) bool
+    truncated: Tensor  # (N,) bool
+    final_obs: Tensor  # (N, obs_dim) float32, the last observation of each episode
+
+
+class BatchedEnv(Protocol):
+    num_envs: int
+    obs_dim: int
+    num_actions: int
+    device: torch.device
+    max_episode_steps: int | None
+    reward_threshold: float | None
+
+    def reset(self, seed: int = 0) -> Tensor: ...
+
+    def step(self, actions: Tensor) -> StepResult: ...
+
+
+class GymnasiumBatchedEnv:
+    """Any gymnasium env with a Box observation and a Discrete action, behind the batched interface.
+
+    Runs ``num_envs`` copies in a synchronous vector env (same-step auto-reset) and converts
+    between numpy and tensors on ``device`` at this edge only.
+    """
+
+    def __init__(self, env_id: str, num_envs: int, device: str | torch.device = "cpu") -> None:
+        probe = _make_checked(env_id)
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.obs_dim = int(np.prod(probe.observation_space.shape))
+        self.num_actions = int(probe.action_space.n)
+        spec = probe.spec
+        self.max_episode_steps = spec.max_episode_steps if spec else None
+        self.reward_threshold = spec.reward_threshold if spec else None
+        probe.close()
+        self._vec = SyncVectorEnv(
+            [lambda: gym.make(env_id) for _ in range(num_envs)],
+            autoreset_mode=AutoresetMode.SAME_STEP,
+        )
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        return torch.as_tensor(array, dtype=torch.float32, device=self.device).reshape(
+            self.num_envs, self.obs_dim
+        )
+
+    def reset(self, seed: int = 0) -> Tensor:
+        obs, _ = self._vec.reset(seed=seed)
+        return self._tensor(obs)
+
+    def step(self, actions: Tensor) -> StepResult:
+        obs, reward, terminated, truncated, info = self._vec.step(actions.cpu().numpy())
+        final = np.array(obs, copy=True)
+        if "_final_obs" in info:
+            for i in np.flatnonzero(info["_final_obs"]):
+                final[i] = info["final_obs"][i]
+
+        def as_bool(a: np.ndarray) -> Tensor:
+            return torch.as_tensor(a, device=self.device)
+
+        return StepResult(
+            self._tensor(obs),
+            torch.as_tensor(reward, dtype=torch.float32, device=self.device),
+            as_bool(terminated),
+            as_bool(truncated),
+            self._tensor(final),
+        )
+
+    def close(self) -> None:
+        self._vec.close()
+
+
+# Built-in ids that run as tensors: id -> observe only positions?
+TENSOR_CARTPOLES = {"PositionOnlyCartPole-v1": True, "CartPole-v1": False}
+
+
+def _make_checked(env_id: str) -> gym.Env:
+    try:
+        env = gym.make(env_id)
+    except (gym.error.Error, ModuleNotFoundError, ImportError, AttributeError, ValueError) as e:
+        raise EnvError(f"unknown env id {env_id!r} ({e})") from None
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        env.close()
+        raise EnvError(f"env {env_id!r} needs a Discrete action space, has {env.action_space}")
+    if not isinstance(env.observation_space, gym.spaces.Box):
+        env.close()
+        raise EnvError(f"env {env_id!r} needs a Box observation space, has {env.observation_space}")
+    return env
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise :class:`EnvError` unless ``env_id`` names an env rlrnn can train on."""
+    if env_id not in TENSOR_CARTPOLES:
+        _make_checked(env_id).close()
+
+
+def make_batched_env(env_id: str, num_envs: int, device: str | torch.device = "cpu") -> BatchedEnv:
+    """The tensor cart-pole for the built-in ids, gymnasium's vector API for any other id."""
+    from envs.tensor_cartpole import TensorCartPole
+
+    if env_id in TENSOR_CARTPOLES:
+        return TensorCartPole(num_envs, device, position_only=TENSOR_CARTPOLES[env_id])
+    return GymnasiumBatchedEnv(env_id, num_envs, device)

@@ -1,0 +1,130 @@
+"""A batch of cart-poles written as tensor operations, so it runs on any torch device.
+
+The dynamics, termination, rewards and 500-step truncation are gymnasium's ``CartPole-v1``
+(Euler integration). Finished environments reset in the same ``step`` call; the observation
+that ended the episode comes back as ``final_obs``.
+
+Each environment ``i`` is seeded with ``seed + i`` and draws its start state from a counter-based
+hash of (its seed, its episode number): episodes are the same whatever the batch size or device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from envs.batched import StepResult
+
+GRAVITY = 9.8
+MASS_CART = 1.0
+MASS_POLE = 0.1
+TOTAL_MASS = MASS_CART + MASS_POLE
+HALF_POLE_LENGTH = 0.5
+POLE_MASS_LENGTH = MASS_POLE * HALF_POLE_LENGTH
+FORCE_MAG = 10.0
+TAU = 0.02
+THETA_THRESHOLD = 12 * 2 * math.pi / 360
+X_THRESHOLD = 2.4
+RESET_BOUND = 0.05
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _hash32(x: Tensor) -> Tensor:
+    """PCG-RXS-M-XS hash of uint32 values held in int64 (products stay below 2**62)."""
+    state = (x * 747796405 + 2891336453) & _MASK32
+    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & _MASK32
+    return (word >> 22) ^ word
+
+
+def hashed_uniform(seeds: Tensor, counters: Tensor, n: int, low: float, high: float) -> Tensor:
+    """``(N, n)`` uniforms in ``[low, high)``, a pure function of each row's seed and counter."""
+    lanes = torch.arange(n, device=seeds.device)
+    key = _hash32(_hash32(seeds & _MASK32) ^ (counters & _MASK32))  # (N,)
+    bits = _hash32(key[:, None] ^ lanes[None, :]) >> 8  # (N, n), 24 random bits
+    return low + (high - low) * bits.float() * (1.0 / (1 << 24))
+
+
+class TensorCartPole:
+    """``num_envs`` cart-poles stepped together as tensors on ``device``.
+
+    Args:
+        num_envs: number of environments in the batch.
+        device: torch device of every tensor the environment holds and returns.
+        position_only: observe ``[x, theta]`` (True) or the full state (False).
+        max_episode_steps: time limit after which an episode is truncated.
+        dtype: floating type of the physical state.
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+        position_only: bool = True,
+        max_episode_steps: int = 500,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.max_episode_steps = max_episode_steps
+        self.reward_threshold: float | None = 475.0 if max_episode_steps == 500 else None
+        self.num_actions = 2
+        observed = [0, 2] if position_only else [0, 1, 2, 3]
+        self._observed = torch.tensor(observed, device=self.device)
+        self.obs_dim = len(observed)
+        self.dtype = dtype
+        self.state = torch.zeros(num_envs, 4, device=self.device, dtype=dtype)
+        self.elapsed = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._seeds = torch.arange(num_envs, device=self.device)
+        self._episodes = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+
+    def observe(self, state: Tensor) -> Tensor:
+        """Observation of a ``(N, 4)`` state as float32 ``(N, obs_dim)``."""
+        return state.index_select(1, self._observed).float()
+
+    def _start_states(self) -> Tensor:
+        return hashed_uniform(self._seeds, self._episodes, 4, -RESET_BOUND, RESET_BOUND).to(
+            self.dtype
+        )
+
+    def reset(self, seed: int = 0) -> Tensor:
+        """Start every environment afresh; environment ``i`` is seeded with ``seed + i``."""
+        self._seeds = seed + torch.arange(self.num_envs, device=self.device)
+        self._episodes.zero_()
+        self.elapsed.zero_()
+        self.state = self._start_states()
+        return self.observe(self.state)
+
+    def step(self, actions: Tensor) -> StepResult:
+        """Push each cart left (action 0) or right (action 1) for one time step of 0.02 s."""
+        x, x_dot, theta, theta_dot = self.state.unbind(1)
+        force = (actions.to(self.dtype) * 2 - 1) * FORCE_MAG
+        cos, sin = theta.cos(), theta.sin()
+        temp = (force + POLE_MASS_LENGTH * theta_dot.square() * sin) / TOTAL_MASS
+        theta_acc = (GRAVITY * sin - cos * temp) / (
+            HALF_POLE_LENGTH * (4.0 / 3.0 - MASS_POLE * cos.square() / TOTAL_MASS)
+        )
+        x_acc = temp - POLE_MASS_LENGTH * theta_acc * cos / TOTAL_MASS
+        state = torch.stack(
+            (
+                x + TAU * x_dot,
+                x_dot + TAU * x_acc,
+                theta + TAU * theta_dot,
+                theta_dot + TAU * theta_acc,
+            ),
+            dim=1,
+        )
+        self.elapsed += 1
+        terminated = (state[:, 0].abs() > X_THRESHOLD) | (state[:, 2].abs() > THETA_THRESHOLD)
+        truncated = self.elapsed >= self.max_episode_steps
+        final_obs = self.observe(state)
+
+        # Same-step auto-reset, computed for every env and selected, so nothing syncs with the host.
+        done = terminated | truncated
+        self._episodes += done
+        self.elapsed = torch.where(done, 0, self.elapsed)
+        self.state = torch.where(done[:, None], self._start_states(), state)
+        reward = torch.ones(self.num_envs, device=self.device)
+        return StepResult(self.observe(self.state), reward, terminated, truncated, final_obs)

@@ -1,0 +1,215 @@
+"""Typed, validated run configuration; every field is a CLI option with its one-line doc.
+
+Defaults are tuned for the position-only cart-pole (see the README's benchmark section).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, get_type_hints
+
+from agents import AGENTS, BACKENDS
+from agents.registry import ACTIVATIONS
+from rlrnn.errors import UsageError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def option(default: Any, doc: str, **extra: Any) -> Any:
+    """A dataclass field carrying its help text (and argparse extras such as ``choices``)."""
+    if isinstance(default, list | tuple):
+        return field(default=tuple(default), metadata={"help": doc, **extra})
+    return field(default=default, metadata={"help": doc, **extra})
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UsageError(message)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The policy network."""
+
+    agent: str = option("lstm", "agent name", choices=tuple(AGENTS))
+    hidden_size: int = option(64, "width of the recurrent (or feedforward) core")
+    num_layers: int = option(1, "stacked core layers")
+    backend: str = option(
+        "custom",
+        "LSTM implementation: our gate equations with hand-written BPTT, or torch.nn.LSTM",
+        choices=BACKENDS,
+    )
+    shared_core: bool = option(True, "actor and critic share one core (else one core each)")
+    pi_hidden: tuple[int, ...] = option((64,), "hidden widths of the policy head")
+    vf_hidden: tuple[int, ...] = option((64,), "hidden widths of the value head")
+    activation: str = option("relu", "activation of the heads", choices=tuple(ACTIVATIONS))
+    normalize_obs: bool = option(True, "normalise observations by running mean and variance")
+
+    def __post_init__(self) -> None:
+        _require(self.agent in AGENTS, f"unknown agent {self.agent!r}; choose from {list(AGENTS)}")
+        _require(self.backend in BACKENDS, f"unknown backend {self.backend!r}")
+        _require(
+            self.backend == "custom" or self.agent == "lstm",
+            f"backend 'torch' is for the lstm agent, not {self.agent!r}",
+        )
+        _require(self.hidden_size >= 1, f"hidden_size must be >= 1, got {self.hidden_size}")
+        _require(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
+        _require(all(w >= 1 for w in self.pi_hidden + self.vf_hidden), "head widths must be >= 1")
+        _require(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}")
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Recurrent PPO."""
+
+    total_timesteps: int = option(100_000, "env steps to train for")
+    num_envs: int = option(32, "environments stepped in parallel")
+    num_steps: int = option(32, "steps per environment per rollout (the BPTT length)")
+    num_minibatches: int = option(2, "minibatches per epoch, each a set of whole env sequences")
+    update_epochs: int = option(8, "passes over each rollout")
+    learning_rate: float = option(1e-3, "Adam learning rate")
+    anneal_lr: bool = option(True, "decay the learning rate linearly to 0")
+    gamma: float = option(0.98, "discount factor")
+    gae_lambda: float = option(0.8, "GAE lambda")
+    clip_coef: float = option(0.2, "PPO ratio clip")
+    anneal_clip: bool = option(True, "decay the clip range linearly to 0")
+    ent_coef: float = option(0.0, "entropy bonus coefficient")
+    vf_coef: float = option(0.5, "value loss coefficient")
+    max_grad_norm: float = option(0.5, "global gradient-norm clip (0 disables)")
+    norm_adv: bool = option(True, "normalise advantages per minibatch")
+    normalize_reward: bool = option(True, "scale rewards by the std of the discounted return")
+
+    def __post_init__(self) -> None:
+        for name in (
+            "total_timesteps",
+            "num_envs",
+            "num_steps",
+            "num_minibatches",
+            "update_epochs",
+        ):
+            value = getattr(self, name)
+            _require(value >= 1, f"{name} must be >= 1, got {value}")
+        _require(
+            self.num_envs % self.num_minibatches == 0,
+            f"num_minibatches ({self.num_minibatches}) must divide num_envs ({self.num_envs}):"
+            " a minibatch is a set of whole environment sequences",
+        )
+        _require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        _require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
+        _require(0 <= self.gae_lambda <= 1, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        _require(self.clip_coef > 0, f"clip_coef must be > 0, got {self.clip_coef}")
+        for name in ("ent_coef", "vf_coef", "max_grad_norm"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        _require(
+            self.total_timesteps >= self.batch_size,
+            f"total_timesteps ({self.total_timesteps}) is less than one rollout"
+            f" (num_envs * num_steps = {self.batch_size})",
+        )
+
+    @property
+    def batch_size(self) -> int:
+        """Env steps per rollout."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def envs_per_minibatch(self) -> int:
+        return self.num_envs // self.num_minibatches
+
+    @property
+    def num_iterations(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run."""
+
+    env_id: str = option("PositionOnlyCartPole-v1", "gymnasium env id (Box obs, Discrete actions)")
+    seed: int = option(0, "random seed (envs, weights, sampling)")
+    device: str = option("auto", "torch device; auto picks CUDA when present", choices=DEVICES)
+    torch_threads: int = option(1, "CPU threads for torch (small nets run fastest on 1)")
+    eval_interval: int = option(4096, "env steps between deterministic evaluations (0: never)")
+    eval_episodes: int = option(20, "episodes per periodic evaluation")
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    def __post_init__(self) -> None:
+        _require(self.torch_threads >= 1, f"torch_threads must be >= 1, got {self.torch_threads}")
+        _require(self.eval_interval >= 0, f"eval_interval must be >= 0, got {self.eval_interval}")
+        _require(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
+        _require(self.device in DEVICES, f"unknown device {self.device!r}; choose from {DEVICES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Rebuild a config from ``to_dict`` output; unknown or mistyped keys are a UsageError."""
+        try:
+            agent = AgentConfig(**_tuples(AgentConfig, data.get("agent", {})))
+            ppo = PPOConfig(**_tuples(PPOConfig, data.get("ppo", {})))
+            top = {k: v for k, v in data.items() if k not in ("agent", "ppo")}
+            return cls(agent=agent, ppo=ppo, **top)
+        except TypeError as e:
+            raise UsageError(f"config does not match this version of rlrnn: {e}") from None
+
+
+def _tuples(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """JSON stores tuples as lists; turn them back."""
+    if not isinstance(data, dict):
+        raise UsageError(f"config section for {cls.__name__} is not an object")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+# ---------------------------------------------------------------- command-line options
+
+_SECTIONS = (("agent", AgentConfig), ("ppo", PPOConfig), (None, RunConfig))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per config field (``--no-flag`` for booleans), defaults shown in help."""
+    for section, cls in _SECTIONS:
+        group = parser.add_argument_group(cls.__doc__.strip().rstrip("."))
+        hints = get_type_hints(cls)
+        for f in fields(cls):
+            if f.name in ("agent", "ppo"):
+                continue
+            kind = hints[f.name]
+            kwargs: dict[str, Any] = {
+                "dest": f"{section}.{f.name}" if section else f.name,
+                "default": argparse.SUPPRESS,
+                "help": f"{f.metadata['help']} (default: {_show(f.default)})",
+            }
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+            if kind is bool:
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif kind == tuple[int, ...]:
+                kwargs.update(type=int, nargs="+", metavar="N")
+            else:
+                kwargs["type"] = kind
+            group.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def _show(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    """Apply the options the user gave on top of ``base`` (the defaults when None)."""
+    base = base or RunConfig()
+    given = vars(args)
+    sections: dict[str | None, dict[str, Any]] = {None: {}, "agent": {}, "ppo": {}}
+    for key, value in given.items():
+        section, _, name = key.rpartition(".")
+        if section in sections and (section or name in {f.name for f in fields(RunConfig)}):
+            sections[section or None][name] = tuple(value) if isinstance(value, list) else value
+    agent = dataclasses.replace(base.agent, **sections["agent"])
+    ppo = dataclasses.replace(base.ppo, **sections["ppo"])
+    return dataclasses.replace(base, agent=agent, ppo=ppo, **sections[None])

@@ -1,0 +1,251 @@
+"""Recurrent PPO: rollouts from a batched env, GAE, and clipped updates with full BPTT.
+
+Minibatches are sets of whole environment sequences replayed from the recurrent state stored at
+the start of the rollout: no padding, and the loss sees exactly the states the rollout acted with.
+Everything in ``collect_rollout`` and ``update`` stays on the config's device; the only host
+syncs are the statistics handed back once per iteration for logging.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from agents import ActorCritic, RecurrentState, RunningNorm, sample_categorical
+from envs import BatchedEnv
+from rlrnn.config import PPOConfig
+from rlrnn.gae import bootstrap_truncated, compute_gae
+
+
+class Rollout(NamedTuple):
+    obs: Tensor  # (T, B, D)
+    episode_starts: Tensor  # (T, B) float, 1 where obs[t] starts an episode
+    actions: Tensor  # (T, B) long
+    logprobs: Tensor  # (T, B)
+    values: Tensor  # (T, B)
+    advantages: Tensor  # (T, B)
+    returns: Tensor  # (T, B)
+    initial_state: RecurrentState  # (L, B, H): the state before obs[0]
+
+
+class EpisodeStats(NamedTuple):
+    """Sums over the episodes that finished during one rollout (device tensors)."""
+
+    count: Tensor
+    return_sum: Tensor
+    length_sum: Tensor
+
+
+class RunningReturnScale(nn.Module):
+    """Scales rewards by the running std of the discounted return (as VecNormalize does)."""
+
+    def __init__(self, num_envs: int, gamma: float, device: torch.device):
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("returns", torch.zeros(num_envs, device=device))
+        self.stats = RunningNorm(1).to(device)
+
+    @torch.no_grad()
+    def forward(self, rewards: Tensor, dones: Tensor) -> Tensor:
+        """Update the statistics with a ``(T, B)`` rollout and return the scaled rewards."""
+        discounted = torch.empty_like(rewards)
+        for t in range(rewards.shape[0]):
+            self.returns.mul_(self.gamma).add_(rewards[t])
+            discounted[t] = self.returns
+            self.returns.mul_(1.0 - dones[t])
+        self.stats.update(discounted)
+        return rewards * torch.rsqrt(self.stats.var + self.stats.eps)
+
+
+class RecurrentPPO:
+    """The learner: owns the agent, its optimizer, the env and the rollout state.
+
+    Args:
+        agent: the policy to train (already on ``env.device``).
+        env: the batched environment (reset here with ``seed``).
+        config: PPO hyperparameters.
+        seed: seed of the environments.
+    """
+
+    def __init__(self, agent: ActorCritic, env: BatchedEnv, config: PPOConfig, seed: int) -> None:
+        self.agent, self.env, self.config = agent, env, config
+        self.device = env.device
+        self.optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
+        self.reward_scale = (
+            RunningReturnScale(env.num_envs, config.gamma, self.device)
+            if config.normalize_reward
+            else None
+        )
+        self.obs = env.reset(seed)
+        self.episode_starts = torch.ones(env.num_envs, device=self.device)
+        self.state = agent.initial_state(env.num_envs, self.device)
+        self._episode_return = torch.zeros(env.num_envs, device=self.device)
+        self._episode_length = torch.zeros(env.num_envs, device=self.device)
+        self.env_steps = 0
+        self.iteration = 0
+
+    # ------------------------------------------------------------------ rollout
+    @torch.no_grad()
+    def collect_rollout(self) -> tuple[Rollout, EpisodeStats]:
+        cfg, env, agent = self.config, self.env, self.agent
+        T, B = cfg.num_steps, env.num_envs
+        initial_state = self.state
+        obs_buf = torch.empty(T, B, env.obs_dim, device=self.device)
+        starts_buf = torch.empty(T, B, device=self.device)
+        actions_buf = torch.empty(T, B, dtype=torch.long, device=self.device)
+        logp_buf, value_buf = (
+            torch.empty(T, B, device=self.device),
+            torch.empty(T, B, device=self.device),
+        )
+        reward_buf, done_buf = (
+            torch.empty(T, B, device=self.device),
+            torch.empty(T, B, device=self.device),
+        )
+        trunc_buf = torch.empty(T, B, dtype=torch.bool, device=self.device)
+        final_obs_buf = torch.empty(T, B, env.obs_dim, device=self.device)
+        state_h = torch.empty(T, *self.state.h.shape, device=self.device)  # (T, L, B, H)
+        state_c = torch.empty(T, *self.state.c.shape, device=self.device)
+        finished = torch.zeros(3, device=self.device)  # episodes, return sum, length sum
+
+        obs, starts, state = self.obs, self.episode_starts, self.state
+        for t in range(T):
+            obs_buf[t], starts_buf[t] = obs, starts
+            logits, value, state = agent(obs[None], state, starts[None])  # (1, B, ...)
+            logp_all = logits[0].log_softmax(-1)
+            action = sample_categorical(logits[0])
+            actions_buf[t], value_buf[t] = action, value[0]
+            logp_buf[t] = logp_all.gather(-1, action[:, None]).squeeze(-1)
+            state_h[t], state_c[t] = state.h, state.c  # the state that saw obs[t]
+
+            result = env.step(action)
+            done = result.terminated | result.truncated
+            reward_buf[t], done_buf[t] = result.reward, done
+            trunc_buf[t] = result.truncated & ~result.terminated
+            final_obs_buf[t] = result.final_obs
+            self._episode_return += result.reward
+            self._episode_length += 1
+            finished += torch.stack(
+                (
+                    done.sum(),
+                    (self._episode_return * done).sum(),
+                    (self._episode_length * done).sum(),
+                )
+            )
+            self._episode_return *= ~done
+            self._episode_length *= ~done
+            obs, starts = result.obs, done.float()
+
+        self.obs, self.episode_starts, self.state = obs, starts, state
+        self.env_steps += T * B
+
+        rewards = reward_buf
+        if self.reward_scale is not None:
+            rewards = self.reward_scale(rewards, done_buf)
+        # Value of each final observation, seen with the state after obs[t]: one batched call.
+        final_state = RecurrentState(
+            state_h.permute(1, 0, 2, 3).flatten(1, 2), state_c.permute(1, 0, 2, 3).flatten(1, 2)
+        )  # (T, L, B, H) -> (L, T*B, H)
+        _, final_values, _ = agent(
+            final_obs_buf.reshape(1, T * B, -1),
+            final_state,
+            torch.zeros(1, T * B, device=self.device),
+        )
+        rewards = bootstrap_truncated(rewards, trunc_buf, final_values.view(T, B), cfg.gamma)
+        _, last_value, _ = agent(obs[None], state, starts[None])
+        advantages, returns = compute_gae(
+            rewards, value_buf, done_buf, last_value[0], cfg.gamma, cfg.gae_lambda
+        )
+        rollout = Rollout(
+            obs_buf,
+            starts_buf,
+            actions_buf,
+            logp_buf,
+            value_buf,
+            advantages,
+            returns,
+            initial_state,
+        )
+        return rollout, EpisodeStats(*finished.unbind())
+
+    # ------------------------------------------------------------------ update
+    def update(self, rollout: Rollout, progress: float) -> dict[str, Tensor]:
+        """PPO epochs over ``rollout``; ``progress`` in [0, 1) drives the linear annealing."""
+        cfg = self.config
+        frac = 1.0 - progress
+        lr = cfg.learning_rate * (frac if cfg.anneal_lr else 1.0)
+        clip = cfg.clip_coef * (frac if cfg.anneal_clip else 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        B = rollout.obs.shape[1]
+        totals: dict[str, Tensor] = {}
+        for _ in range(cfg.update_epochs):
+            for envs in torch.randperm(B, device=self.device).split(cfg.envs_per_minibatch):
+                stats = self._minibatch_step(rollout, envs, clip)
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0) + v
+        n = cfg.update_epochs * cfg.num_minibatches
+        out = {k: v / n for k, v in totals.items()}
+        out["learning_rate"] = torch.tensor(lr)
+        out["explained_variance"] = explained_variance(rollout.values, rollout.returns)
+        return out
+
+    def _minibatch_step(self, rollout: Rollout, envs: Tensor, clip: float) -> dict[str, Tensor]:
+        cfg = self.config
+        logits, values, _ = self.agent(
+            rollout.obs[:, envs],
+            rollout.initial_state.select(envs),
+            rollout.episode_starts[:, envs],
+        )  # replay whole sequences: (T, b, A), (T, b)
+        logp_all = logits.log_softmax(-1)
+        actions = rollout.actions[:, envs]
+        new_logp = logp_all.gather(-1, actions[..., None]).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+        log_ratio = new_logp - rollout.logprobs[:, envs]
+        ratio = log_ratio.exp()
+
+        advantages = rollout.advantages[:, envs]
+        if cfg.norm_adv:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        pg_loss = torch.max(
+            -advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)
+        ).mean()
+        value_loss = 0.5 * (values - rollout.returns[:, envs]).square().mean()
+        loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm > 0:
+            grad_norm = nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
+        else:
+            grad_norm = torch.zeros(())
+        self.optimizer.step()
+        with torch.no_grad():
+            return {
+                "policy_loss": pg_loss.detach(),
+                "value_loss": value_loss.detach(),
+                "entropy": entropy.detach(),
+                "approx_kl": ((ratio - 1) - log_ratio).mean(),
+                "clipfrac": ((ratio - 1).abs() > clip).float().mean(),
+                "grad_norm": grad_norm,
+            }
+
+    # ------------------------------------------------------------------ one iteration
+    def iterate(self) -> tuple[dict[str, Tensor], EpisodeStats]:
+        """Collect one rollout, normalise observations, update; returns device statistics."""
+        progress = self.iteration / self.config.num_iterations
+        rollout, episodes = self.collect_rollout()
+        stats = self.update(rollout, progress)
+        # New observation statistics apply from the next rollout on, so the update above saw
+        # exactly the inputs the rollout acted on.
+        self.agent.obs_norm.update(rollout.obs)
+        self.iteration += 1
+        return stats, episodes
+
+
+def explained_variance(values: Tensor, returns: Tensor) -> Tensor:
+    """1 - Var(returns - values) / Var(returns): 1 is a perfect critic, 0 a constant one."""
+    var = returns.var()
+    return torch.where(var > 0, 1 - (returns - values).var() / var, torch.zeros_like(var))
