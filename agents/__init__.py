@@ -1,7 +1,8 @@
 """Policies: recurrent cores, actor-critic heads and a registry of named agents."""
 
 from agents.actor_critic import ActorCritic, sample_categorical
-from agents.cores import GRU, LSTM, RNN, Core, MLPCore, RecurrentState, TorchLSTM
+from agents.cores import GRU, RNN, Core, MLPCore, RecurrentState
+from agents.lstm import LSTM, TorchLSTM
 from agents.normalize import RunningNorm
 from agents.registry import AGENTS, BACKENDS, AgentError, make_agent, make_core
 

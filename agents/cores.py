@@ -1,5 +1,5 @@
-"""Recurrent cores: the custom LSTM from the lecture's gate equations, a GRU, a vanilla RNN, and a
-feedforward core with an empty state, all behind one interface.
+"""Recurrent cores behind one interface: a GRU, a vanilla RNN and a feedforward core with an
+empty state here, the LSTMs in :mod:`agents.lstm`.
 
 Conventions, here once for the whole package:
 
@@ -90,97 +90,10 @@ class _LayerLoopCore(Core):
         return x, RecurrentState(torch.stack(hs), torch.stack(cs))
 
 
-def _input_projection(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+def input_projection(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """``x @ weight.T + bias`` for a whole ``(T, B, D)`` sequence in one matmul."""
     T, B, D = x.shape
     return torch.addmm(bias, x.reshape(T * B, D), weight.t()).view(T, B, -1)  # (T*B, D)->(T, B, G)
-
-
-class LSTM(_LayerLoopCore):
-    """The LSTM of the lecture, stackable.
-
-    One fused weight ``W`` of shape ``(4H, H + D)`` acts on ``[h_{t-1}; x_t]``::
-
-        [i, f, o, g] = [sigmoid, sigmoid, sigmoid, tanh](W [h_{t-1}; x_t] + b)
-        C_t = f * C_{t-1} + i * g
-        h_t = o * tanh(C_t)
-    """
-
-    cell_width_factor = 1
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
-        super().__init__(input_size, hidden_size, num_layers)
-        H = hidden_size
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(4 * H, H + (input_size if k == 0 else H)))
-            for k in range(num_layers)
-        )
-        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(4 * H)) for _ in range(num_layers))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)  # torch.nn.LSTM's initialisation
-        for w, b in zip(self.weights, self.biases, strict=True):
-            nn.init.uniform_(w, -bound, bound)
-            nn.init.uniform_(b, -bound, bound)
-
-    def _layer(self, layer, x, h, c, keep):
-        H = self.hidden_size
-        weight = self.weights[layer]
-        w_h, w_x = weight[:, :H], weight[:, H:]  # W = [W_h | W_x] over [h_{t-1}; x_t]
-        x_proj = _input_projection(x, w_x, self.biases[layer])  # (T, B, 4H)
-        w_h_t = w_h.t()
-        outputs = []
-        for t in range(x.shape[0]):
-            h = h * keep[t]
-            c = c * keep[t]
-            gates = torch.addmm(x_proj[t], h, w_h_t)  # (B, 4H)
-            i, f, o = gates[:, : 3 * H].sigmoid().chunk(3, dim=1)
-            g = gates[:, 3 * H :].tanh()
-            c = torch.addcmul(f * c, i, g)
-            h = o * c.tanh()
-            outputs.append(h)
-        return torch.stack(outputs), h, c
-
-
-class TorchLSTM(Core):
-    """The same function as :class:`LSTM`, computed by ``torch.nn.LSTM`` (cuDNN on a GPU).
-
-    ``nn.LSTM`` cannot reset its state mid-sequence, so the sequence is cut at every step where
-    some environment starts an episode and each stretch runs as one fused call.
-    """
-
-    cell_width_factor = 1
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
-        super().__init__(input_size, hidden_size, num_layers)
-        self.lstm = nn.LSTM(input_size, hidden_size, num_layers)
-
-    def forward(self, x, state, episode_starts):
-        keep = (1.0 - episode_starts.to(x.dtype)).unsqueeze(-1)  # (T, B) -> (T, B, 1)
-        # Host-side cut points: one sync per call, the price of the fused kernel.
-        cuts = (episode_starts[1:].any(dim=1).nonzero().flatten() + 1).tolist()
-        h, c = state
-        outputs = []
-        for start, stop in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
-            h, c = h * keep[start], c * keep[start]
-            out, (h, c) = self.lstm(x[start:stop], (h, c))
-            outputs.append(out)
-        return torch.cat(outputs), RecurrentState(h, c)
-
-    @torch.no_grad()
-    def load_from(self, custom: LSTM) -> None:
-        """Copy the weights of a custom :class:`LSTM` (gate order i,f,o,g -> nn.LSTM's i,f,g,o)."""
-        H = self.hidden_size
-        order = torch.cat(
-            [torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]
-        )
-        for k in range(self.num_layers):
-            w, b = custom.weights[k][order], custom.biases[k][order]
-            getattr(self.lstm, f"weight_hh_l{k}").copy_(w[:, :H])
-            getattr(self.lstm, f"weight_ih_l{k}").copy_(w[:, H:])
-            getattr(self.lstm, f"bias_ih_l{k}").copy_(b)
-            getattr(self.lstm, f"bias_hh_l{k}").zero_()
 
 
 class GRU(_LayerLoopCore):
@@ -206,7 +119,7 @@ class GRU(_LayerLoopCore):
 
     def _layer(self, layer, x, h, c, keep):
         H = self.hidden_size
-        x_proj = _input_projection(x, self.weights_x[layer], self.biases_x[layer])  # (T, B, 3H)
+        x_proj = input_projection(x, self.weights_x[layer], self.biases_x[layer])  # (T, B, 3H)
         w_h_t, b_h = self.weights_h[layer].t(), self.biases_h[layer]
         outputs = []
         for t in range(x.shape[0]):
@@ -234,7 +147,7 @@ class RNN(_LayerLoopCore):
             nn.init.uniform_(p, -bound, bound)
 
     def _layer(self, layer, x, h, c, keep):
-        x_proj = _input_projection(x, self.weights_x[layer], self.biases[layer])  # (T, B, H)
+        x_proj = input_projection(x, self.weights_x[layer], self.biases[layer])  # (T, B, H)
         w_h_t = self.weights_h[layer].t()
         outputs = []
         for t in range(x.shape[0]):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from agents.actor_critic import ActorCritic
-from agents.cores import GRU, LSTM, RNN, Core, MLPCore, TorchLSTM
+from agents.cores import GRU, RNN, Core, MLPCore
+from agents.lstm import LSTM, TorchLSTM
 
 # name -> (core class for the "custom" backend, description)
 AGENTS: dict[str, tuple[type[Core], str]] = {

@@ -29,6 +29,10 @@ THETA_THRESHOLD = 12 * 2 * math.pi / 360
 X_THRESHOLD = 2.4
 RESET_BOUND = 0.05
 
+# Start states are hashed for this many upcoming episodes per environment at a time: an env
+# finishes at most one episode per step, so a table refilled every TABLE_STEPS steps never runs out.
+TABLE_STEPS = 16
+
 _MASK32 = 0xFFFFFFFF
 
 
@@ -79,21 +83,32 @@ class TensorCartPole:
         self.elapsed = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._seeds = torch.arange(num_envs, device=self.device)
         self._episodes = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._rows = torch.arange(num_envs, device=self.device)
+        self._lanes = torch.arange(TABLE_STEPS + 1, device=self.device)
 
     def observe(self, state: Tensor) -> Tensor:
         """Observation of a ``(N, 4)`` state as float32 ``(N, obs_dim)``."""
         return state.index_select(1, self._observed).float()
 
+    def _refill_start_table(self) -> None:
+        """Hash the start states of each env's next ``TABLE_STEPS + 1`` episodes."""
+        episodes = self._episodes[:, None] + self._lanes  # (N, K)
+        seeds = self._seeds[:, None].expand_as(episodes)
+        table = hashed_uniform(seeds.flatten(), episodes.flatten(), 4, -RESET_BOUND, RESET_BOUND)
+        self._table = table.view(self.num_envs, -1, 4).to(self.dtype)  # (N*K, 4) -> (N, K, 4)
+        self._table_base = self._episodes.clone()
+        self._steps_since_refill = 0
+
     def _start_states(self) -> Tensor:
-        return hashed_uniform(self._seeds, self._episodes, 4, -RESET_BOUND, RESET_BOUND).to(
-            self.dtype
-        )
+        """The start state of each env's current episode, ``(N, 4)``."""
+        return self._table[self._rows, self._episodes - self._table_base]
 
     def reset(self, seed: int = 0) -> Tensor:
         """Start every environment afresh; environment ``i`` is seeded with ``seed + i``."""
         self._seeds = seed + torch.arange(self.num_envs, device=self.device)
         self._episodes.zero_()
         self.elapsed.zero_()
+        self._refill_start_table()
         self.state = self._start_states()
         return self.observe(self.state)
 
@@ -122,6 +137,9 @@ class TensorCartPole:
         final_obs = self.observe(state)
 
         # Same-step auto-reset, computed for every env and selected, so nothing syncs with the host.
+        if self._steps_since_refill == TABLE_STEPS:
+            self._refill_start_table()
+        self._steps_since_refill += 1
         done = terminated | truncated
         self._episodes += done
         self.elapsed = torch.where(done, 0, self.elapsed)

@@ -91,7 +91,8 @@ def load_checkpoint(
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged or foreign file
         raise UsageError(
-            f"cannot read checkpoint {path}: not an rlrnn checkpoint or damaged ({type(e).__name__})"
+            f"cannot read checkpoint {path}: damaged or not an rlrnn checkpoint"
+            f" ({type(e).__name__})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UsageError(f"{path} is not an rlrnn checkpoint")

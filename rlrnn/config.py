@@ -127,7 +127,11 @@ class PPOConfig:
 class RunConfig:
     """One training run."""
 
-    env_id: str = option("PositionOnlyCartPole-v1", "gymnasium env id (Box obs, Discrete actions)")
+    env_id: str = option(
+        "PositionOnlyCartPole-v1",
+        "gymnasium env id or module:EnvId (Box obs, Discrete actions)",
+        aliases=("--env",),
+    )
     seed: int = option(0, "random seed (envs, weights, sampling)")
     device: str = option("auto", "torch device; auto picks CUDA when present", choices=DEVICES)
     torch_threads: int = option(1, "CPU threads for torch (small nets run fastest on 1)")
@@ -178,23 +182,27 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group(cls.__doc__.strip().rstrip("."))
         hints = get_type_hints(cls)
         for f in fields(cls):
-            if f.name in ("agent", "ppo"):
+            if cls is RunConfig and f.name in ("agent", "ppo"):
                 continue
             kind = hints[f.name]
-            kwargs: dict[str, Any] = {
+            kwargs: dict[str, Any] = {  # argparse keyword arguments
                 "dest": f"{section}.{f.name}" if section else f.name,
                 "default": argparse.SUPPRESS,
                 "help": f"{f.metadata['help']} (default: {_show(f.default)})",
+                "metavar": f.name.upper(),
             }
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
+                del kwargs["metavar"]
             if kind is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
+                kwargs.pop("metavar", None)
             elif kind == tuple[int, ...]:
-                kwargs.update(type=int, nargs="+", metavar="N")
+                kwargs.update(type=int, nargs="+")
             else:
                 kwargs["type"] = kind
-            group.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+            flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
+            group.add_argument(*flags, **kwargs)
 
 
 def _show(value: Any) -> str:
@@ -204,11 +212,11 @@ def _show(value: Any) -> str:
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
     """Apply the options the user gave on top of ``base`` (the defaults when None)."""
     base = base or RunConfig()
-    given = vars(args)
     sections: dict[str | None, dict[str, Any]] = {None: {}, "agent": {}, "ppo": {}}
-    for key, value in given.items():
+    top_level = {f.name for f in fields(RunConfig)} - {"agent", "ppo"}
+    for key, value in vars(args).items():
         section, _, name = key.rpartition(".")
-        if section in sections and (section or name in {f.name for f in fields(RunConfig)}):
+        if section or name in top_level:
             sections[section or None][name] = tuple(value) if isinstance(value, list) else value
     agent = dataclasses.replace(base.agent, **sections["agent"])
     ppo = dataclasses.replace(base.ppo, **sections["ppo"])

@@ -51,7 +51,8 @@ def prepare_run_dir(run_dir: Path) -> Path:
 
 
 def train(config: RunConfig, run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
-    """Train ``config`` into ``run_dir`` (which must exist and be empty); returns the summary."""
+    """Train ``config`` into ``run_dir`` (created if missing); returns the summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     if device.type == "cpu":

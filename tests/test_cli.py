@@ -1,0 +1,138 @@
+"""The command line, run as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--total-timesteps", "1024", "--num-envs", "8", "--num-steps", "16",
+    "--eval-interval", "512", "--eval-episodes", "4",
+]  # fmt: skip
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    result = run("train.py", *TINY, "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert "Trained lstm on PositionOnlyCartPole-v1" in result.stdout
+    return run_dir
+
+
+def test_train_writes_a_complete_run_directory(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {
+        "config.json",
+        "final.pt",
+        "best.pt",
+        "summary.json",
+        "learning_curve.png",
+        "tb",
+    } <= names
+    summary = json.loads((trained_run / "summary.json").read_text())
+    for key in ("env_steps", "train_seconds", "solved_at_steps", "solved_at_seconds"):
+        assert key in summary
+    assert summary["env_steps"] == 1024
+    assert 0 < summary["final_eval_mean"] <= 500 and summary["final_eval_std"] >= 0
+    assert [e["env_steps"] for e in summary["evaluations"]] == [512, 1024]
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["ppo"]["num_envs"] == 8 and config["agent"]["agent"] == "lstm"
+    assert list((trained_run / "tb").glob("events.out.tfevents.*"))
+
+
+def test_evaluate_prints_json(trained_run):
+    result = run("evaluate.py", str(trained_run), "--episodes", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["episodes"] == 5
+    assert 0 < report["mean_return"] <= 500 and report["std_return"] >= 0
+
+
+def test_evaluate_human_readable_and_best_checkpoint(trained_run):
+    result = run("evaluate.py", str(trained_run), "--episodes", "3", "--checkpoint", "best")
+    assert result.returncode == 0, result.stderr
+    assert "over 3 episodes" in result.stdout
+
+
+def test_console_script_and_mlp_agent(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "rlrnn.cli", "train", *TINY, "--agent", "mlp", "--quiet",
+         "--run-dir", str(tmp_path / "mlp")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "mlp" / "summary.json").read_text())["agent"] == "mlp"
+
+
+def test_help_lists_every_config_field():
+    from dataclasses import fields
+
+    from rlrnn.config import AgentConfig, PPOConfig, RunConfig
+
+    text = run("train.py", "--help").stdout
+    for cls in (AgentConfig, PPOConfig, RunConfig):
+        for f in fields(cls):
+            if f.name not in ("agent", "ppo") or cls is AgentConfig:
+                assert "--" + f.name.replace("_", "-") in text, f.name
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+        (["--env", "Pendulum-v1"], "Discrete action space"),
+        (["--agent", "transformer"], "invalid choice: 'transformer'"),
+        (["--num-envs", "6", "--num-minibatches", "4"], "must divide num_envs"),
+        (["--num-steps", "0"], "num_steps must be >= 1"),
+        (["--learning-rate", "fast"], "invalid float value: 'fast'"),
+        (["--backend", "torch", "--agent", "gru"], "backend 'torch' is for the lstm agent"),
+    ],
+)
+def test_train_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
+    result = run("train.py", *args, "--run-dir", str(tmp_path / "run"))
+    assert_usage_error(result, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_unwritable_or_used_run_directory(tmp_path, trained_run):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert_usage_error(run("train.py", "--run-dir", str(blocker / "run")), "cannot write run dir")
+    assert_usage_error(run("train.py", "--run-dir", str(trained_run)), "already exists")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_request_without_cuda_is_a_clear_error(tmp_path):
+    result = run("train.py", "--device", "cuda", "--run-dir", str(tmp_path / "run"))
+    assert_usage_error(result, "CUDA is not available")
+
+
+def test_evaluate_bad_input_is_one_line_and_exit_2(tmp_path, trained_run):
+    assert_usage_error(run("evaluate.py", str(tmp_path / "nothing")), "checkpoint not found")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((trained_run / "final.pt").read_bytes()[:500])
+    assert_usage_error(run("evaluate.py", str(corrupt)), "damaged or not an rlrnn checkpoint")
+    assert_usage_error(run("evaluate.py", str(trained_run), "--episodes", "0"), "--episodes")

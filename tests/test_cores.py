@@ -1,0 +1,186 @@
+"""Recurrent cores: the custom LSTM against torch.nn.LSTM, BPTT by hand against autograd,
+and step-by-step runs against whole-sequence runs, episode resets included."""
+
+import pytest
+import torch
+from torch import nn
+
+from agents import GRU, LSTM, RNN, MLPCore, RecurrentState, TorchLSTM, make_agent
+from agents.lstm import _LSTMLayer
+
+T, B, D, H = 12, 5, 3, 8
+
+
+def random_starts(seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    starts = (torch.rand(T, B, generator=g) < 0.2).double()
+    starts[0, 0] = 1.0
+    starts[5, :] = 0.0
+    return starts
+
+
+def random_state(layers: int, width: int) -> RecurrentState:
+    return RecurrentState(
+        torch.randn(layers, B, H, dtype=torch.double, requires_grad=True),
+        torch.randn(layers, B, width, dtype=torch.double, requires_grad=True),
+    )
+
+
+# Our gates are stacked i, f, o, g; nn.LSTM's i, f, g, o.
+NN_LSTM_GATE_ORDER = torch.cat(
+    [torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]
+)
+
+
+def copy_into_nn_lstm(ours: LSTM, ref: nn.LSTM) -> None:
+    """Our fused W acts on [h; x]; nn.LSTM keeps W_ih and W_hh (and two biases) apart."""
+    order = NN_LSTM_GATE_ORDER
+    with torch.no_grad():
+        for k in range(ours.num_layers):
+            w = ours.weights[k][order]
+            getattr(ref, f"weight_hh_l{k}").copy_(w[:, :H])
+            getattr(ref, f"weight_ih_l{k}").copy_(w[:, H:])
+            getattr(ref, f"bias_ih_l{k}").copy_(ours.biases[k][order])
+            getattr(ref, f"bias_hh_l{k}").zero_()
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_custom_lstm_equals_nn_lstm_outputs_and_gradients(layers):
+    torch.manual_seed(0)
+    ours = LSTM(D, H, layers).double()
+    ref = nn.LSTM(D, H, layers).double()
+    copy_into_nn_lstm(ours, ref)
+    x = torch.randn(T, B, D, dtype=torch.double, requires_grad=True)
+    state = random_state(layers, H)
+    out, final = ours(x, state, torch.zeros(T, B, dtype=torch.double))
+    ref_out, (ref_h, ref_c) = ref(x, (state.h, state.c))
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(final.h, ref_h)
+    torch.testing.assert_close(final.c, ref_c)
+
+    weights = torch.randn_like(out)
+    ours_params = [*ours.weights, *ours.biases]
+    ours_grads = torch.autograd.grad(
+        (out * weights).sum() + final.c.sum(), [x, state.h, state.c, *ours_params]
+    )
+    ref_grads = torch.autograd.grad(
+        (ref_out * weights).sum() + ref_c.sum(), [x, state.h, state.c, *ref.parameters()]
+    )
+    for a, b in zip(ours_grads[:3], ref_grads[:3], strict=True):
+        torch.testing.assert_close(a, b)
+    # Parameter gradients: reorder our gates to nn.LSTM's and split W into W_hh | W_ih.
+    order = NN_LSTM_GATE_ORDER
+    for k in range(layers):
+        grad_w, grad_b = ours_grads[3 + k][order], ours_grads[3 + layers + k][order]
+        ref_w_ih, ref_w_hh, ref_b_ih, ref_b_hh = ref_grads[3 + 4 * k : 7 + 4 * k]
+        torch.testing.assert_close(grad_w[:, :H], ref_w_hh)
+        torch.testing.assert_close(grad_w[:, H:], ref_w_ih)
+        torch.testing.assert_close(grad_b, ref_b_ih)  # one bias here stands for b_ih + b_hh
+        torch.testing.assert_close(grad_b, ref_b_hh)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_torch_backend_equals_custom_lstm_with_resets(layers):
+    torch.manual_seed(1)
+    ours = LSTM(D, H, layers).double()
+    fused = TorchLSTM(D, H, layers).double()
+    fused.load_from(ours)
+    x = torch.randn(T, B, D, dtype=torch.double, requires_grad=True)
+    state, starts = random_state(layers, H), random_starts()
+    out_a, fin_a = ours(x, state, starts)
+    out_b, fin_b = fused(x, state, starts)
+    torch.testing.assert_close(out_a, out_b)
+    torch.testing.assert_close(fin_a.c, fin_b.c)
+    grads_a = torch.autograd.grad(out_a.square().sum(), [x, state.h, state.c])
+    grads_b = torch.autograd.grad(out_b.square().sum(), [x, state.h, state.c])
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_hand_written_bptt_passes_gradcheck():
+    torch.manual_seed(2)
+    layer = LSTM(D, H).double()
+    keep = (1 - random_starts()).unsqueeze(-1)
+    inputs = (
+        torch.randn(T, B, D, dtype=torch.double, requires_grad=True),
+        torch.randn(B, H, dtype=torch.double, requires_grad=True),
+        torch.randn(B, H, dtype=torch.double, requires_grad=True),
+        layer.weights[0],
+        layer.biases[0],
+    )
+    assert torch.autograd.gradcheck(
+        lambda x, h, c, w, b: _LSTMLayer.apply(x, h, c, keep, w, b), inputs
+    )
+
+
+def test_gru_and_rnn_equal_torch_reference_cells():
+    torch.manual_seed(3)
+    x = torch.randn(T, B, D, dtype=torch.double)
+    no_starts = torch.zeros(T, B, dtype=torch.double)
+    gru, ref_gru = GRU(D, H, 2).double(), nn.GRU(D, H, 2).double()
+    rnn, ref_rnn = RNN(D, H, 2).double(), nn.RNN(D, H, 2).double()
+    with torch.no_grad():
+        for k in range(2):
+            gru.weights_x[k].copy_(getattr(ref_gru, f"weight_ih_l{k}"))
+            gru.weights_h[k].copy_(getattr(ref_gru, f"weight_hh_l{k}"))
+            gru.biases_x[k].copy_(getattr(ref_gru, f"bias_ih_l{k}"))
+            gru.biases_h[k].copy_(getattr(ref_gru, f"bias_hh_l{k}"))
+            rnn.weights_x[k].copy_(getattr(ref_rnn, f"weight_ih_l{k}"))
+            rnn.weights_h[k].copy_(getattr(ref_rnn, f"weight_hh_l{k}"))
+            rnn.biases[k].copy_(
+                getattr(ref_rnn, f"bias_ih_l{k}") + getattr(ref_rnn, f"bias_hh_l{k}")
+            )
+    torch.testing.assert_close(gru(x, gru.initial_state(B), no_starts)[0], ref_gru(x)[0])
+    torch.testing.assert_close(rnn(x, rnn.initial_state(B), no_starts)[0], ref_rnn(x)[0])
+
+
+CORES = {
+    "lstm": lambda: LSTM(D, H, 2),
+    "lstm-torch": lambda: TorchLSTM(D, H, 2),
+    "gru": lambda: GRU(D, H, 2),
+    "rnn": lambda: RNN(D, H, 2),
+    "mlp": lambda: MLPCore(D, H),
+}
+
+
+@pytest.mark.parametrize("name", list(CORES))
+def test_step_by_step_equals_whole_sequence_with_resets(name):
+    torch.manual_seed(4)
+    core = CORES[name]().double()
+    x, starts = torch.randn(T, B, D, dtype=torch.double), random_starts()
+    state = core.initial_state(B)
+    state = RecurrentState(state.h.double() + 0.5, state.c.double() - 0.5)
+    whole, final = core(x, state, starts)
+    with torch.no_grad():
+        outputs, s = [], state
+        for t in range(T):
+            out, s = core(x[t : t + 1], s, starts[t : t + 1])
+            outputs.append(out)
+    torch.testing.assert_close(torch.cat(outputs), whole.detach())
+    torch.testing.assert_close(s.h, final.h.detach())
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn"])
+def test_episode_start_forgets_everything_before(name):
+    torch.manual_seed(5)
+    core = CORES[name]().double()
+    x = torch.randn(T, B, D, dtype=torch.double)
+    starts = torch.zeros(T, B, dtype=torch.double)
+    starts[6] = 1.0
+    out, _ = core(x, core.initial_state(B), starts)
+    fresh = core.initial_state(B)
+    fresh = RecurrentState(fresh.h.double(), fresh.c.double())
+    out_fresh, _ = core(x[6:], fresh, starts[6:])
+    torch.testing.assert_close(out[6:], out_fresh)
+    assert not torch.allclose(out[:6], core(x[:6] * 0, fresh, starts[:6])[0])
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_actor_critic_state_round_trip_and_predict(shared):
+    agent = make_agent("lstm", 2, 2, hidden_size=H, shared_core=shared)
+    state = agent.initial_state(3)
+    assert state.h.shape == ((1 if shared else 2), 3, H)
+    actions, state = agent.predict(torch.zeros(3, 2).numpy(), state, [1, 1, 1], deterministic=True)
+    assert actions.shape == (3,) and set(actions.tolist()) <= {0, 1}
+    action, _ = agent.predict([0.1, -0.02], deterministic=True)
+    assert int(action) in (0, 1)

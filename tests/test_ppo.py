@@ -1,0 +1,141 @@
+"""The trainer: rollout replay, reproducibility, checkpoints, normalisation."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from agents import RunningNorm
+from envs import make_batched_env
+from rlrnn.checkpoint import build_agent, load_checkpoint, save_checkpoint
+from rlrnn.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.errors import UsageError
+from rlrnn.ppo import RecurrentPPO
+from rlrnn.training import train
+
+TINY = PPOConfig(total_timesteps=2048, num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2)
+
+
+def make_trainer(agent: str = "lstm", shared: bool = True) -> RecurrentPPO:
+    torch.manual_seed(0)
+    config = RunConfig(agent=AgentConfig(agent=agent, shared_core=shared), ppo=TINY)
+    env = make_batched_env(config.env_id, TINY.num_envs)
+    return RecurrentPPO(build_agent(config, env.obs_dim, env.num_actions), env, TINY, seed=0)
+
+
+@pytest.mark.parametrize(("agent", "shared"), [("lstm", True), ("lstm", False), ("mlp", True)])
+def test_replaying_a_rollout_from_its_initial_state_reproduces_its_log_probs(agent, shared):
+    """The update's minibatches replay whole sequences: they must see what the rollout saw."""
+    ppo = make_trainer(agent, shared)
+    ppo.collect_rollout()  # a second rollout starts mid-episode, from a non-zero state
+    rollout, _ = ppo.collect_rollout()
+    assert rollout.episode_starts.sum() > 0  # resets happen inside the sequence
+    with torch.no_grad():
+        logits, values, _ = ppo.agent(rollout.obs, rollout.initial_state, rollout.episode_starts)
+    logp = logits.log_softmax(-1).gather(-1, rollout.actions[..., None]).squeeze(-1)
+    torch.testing.assert_close(logp, rollout.logprobs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values, rollout.values, atol=1e-5, rtol=1e-5)
+
+
+def test_update_changes_the_policy_and_reports_statistics():
+    ppo = make_trainer()
+    before = [p.detach().clone() for p in ppo.agent.parameters()]
+    stats, episodes = ppo.iterate()
+    assert any(not torch.equal(a, b) for a, b in zip(before, ppo.agent.parameters(), strict=True))
+    for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "grad_norm"):
+        assert torch.isfinite(stats[key]), key
+    assert stats["entropy"] > 0.5  # near ln 2 at the start
+    assert episodes.count > 0 and episodes.return_sum / episodes.count > 5
+
+
+def test_same_seed_gives_the_same_run(tmp_path):
+    config = RunConfig(seed=3, eval_interval=1024, eval_episodes=4, ppo=TINY)
+    a = train(config, tmp_path / "a", show_progress=False)
+    b = train(config, tmp_path / "b", show_progress=False)
+    strip = lambda s: [(e["env_steps"], e["mean_return"]) for e in s["evaluations"]]  # noqa: E731
+    assert strip(a) == strip(b)
+    wa = torch.load(tmp_path / "a" / "final.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "b" / "final.pt", weights_only=True)["model"]
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    train(dataclasses.replace(config, seed=4), tmp_path / "c", show_progress=False)
+    wc = torch.load(tmp_path / "c" / "final.pt", weights_only=True)["model"]
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_save_load_gives_identical_deterministic_actions_and_states(tmp_path):
+    ppo = make_trainer()
+    ppo.iterate()  # move the weights and the normaliser away from their initial values
+    config = RunConfig(ppo=TINY)
+    save_checkpoint(tmp_path / "agent.pt", ppo.agent, config)
+    loaded, loaded_config, _ = load_checkpoint(tmp_path / "agent.pt")
+    assert loaded_config == config
+    env = make_batched_env(config.env_id, 4)
+    obs = env.reset(seed=11)
+    s1, s2 = ppo.agent.initial_state(4), loaded.initial_state(4)
+    starts = torch.ones(4)
+    for _ in range(50):
+        a1, s1 = ppo.agent.act(obs, s1, starts, deterministic=True)
+        a2, s2 = loaded.act(obs, s2, starts, deterministic=True)
+        assert torch.equal(a1, a2)
+        assert torch.equal(s1.h, s2.h) and torch.equal(s1.c, s2.c)
+        result = env.step(a1)
+        obs, starts = result.obs, (result.terminated | result.truncated).float()
+
+
+def test_checkpoint_problems_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(UsageError, match="not a file"):
+        load_checkpoint(tmp_path)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(UsageError, match="damaged or not an rlrnn checkpoint"):
+        load_checkpoint(garbage)
+
+    ppo = make_trainer()
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, ppo.agent, RunConfig(ppo=TINY))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:-200])
+    with pytest.raises(UsageError):
+        load_checkpoint(truncated)
+
+    payload = torch.load(good, weights_only=True)
+    config = json.loads(payload["config"])
+    config["agent"]["hidden_size"] = 32  # the weights no longer fit the agent
+    payload["config"] = json.dumps(config)
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(UsageError, match="does not match its agent"):
+        load_checkpoint(tmp_path / "mismatch.pt")
+    payload["version"] = 99
+    torch.save(payload, tmp_path / "newer.pt")
+    with pytest.raises(UsageError, match="format version 99"):
+        load_checkpoint(tmp_path / "newer.pt")
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_running_norm_matches_numpy_statistics():
+    norm = RunningNorm(3)
+    data = np.random.default_rng(0).normal([1, -2, 5], [0.5, 2, 3], size=(1000, 3))
+    for chunk in np.array_split(data, 7):
+        norm.update(torch.as_tensor(chunk, dtype=torch.float32))
+    np.testing.assert_allclose(norm.mean.numpy(), data.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(norm.var.numpy(), data.var(0), rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"num_envs": 6, "num_minibatches": 4}, "must divide num_envs"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"num_steps": 0}, "num_steps must be >= 1"),
+        ({"total_timesteps": 10}, "less than one rollout"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+    ],
+)
+def test_impossible_hyperparameters_are_refused(changes, message):
+    with pytest.raises(UsageError, match=message):
+        dataclasses.replace(PPOConfig(), **changes)
