@@ -191,7 +191,7 @@ class RecurrentPPO:
                     totals[k] = totals.get(k, 0) + v
         n = cfg.update_epochs * cfg.num_minibatches
         out = {k: v / n for k, v in totals.items()}
-        out["learning_rate"] = torch.tensor(lr)
+        out["learning_rate"] = torch.tensor(lr, device=self.device)
         out["explained_variance"] = explained_variance(rollout.values, rollout.returns)
         return out
 
@@ -223,7 +223,7 @@ class RecurrentPPO:
         if cfg.max_grad_norm > 0:
             grad_norm = nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
         else:
-            grad_norm = torch.zeros(())
+            grad_norm = torch.zeros((), device=self.device)
         self.optimizer.step()
         with torch.no_grad():
             return {
