@@ -122,7 +122,8 @@ def train(config: RunConfig, run_dir: Path, show_progress: bool = True) -> dict[
             writer.add_scalar("charts/episodic_length", length_sum / count, step)
         if config.eval_interval and step >= next_eval:
             run_evaluation()
-            next_eval += config.eval_interval
+            while next_eval <= step:
+                next_eval += config.eval_interval
         postfix = {"return": f"{recent_return:.1f}", "sps": f"{sps:,.0f}"}
         if evaluations:
             postfix["eval"] = f"{evaluations[-1]['mean_return']:.1f}"

@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import envs  # noqa: F401  (registers PositionOnlyCartPole-v1)
@@ -11,7 +12,7 @@ from agents import make_agent
 
 def test_sb3_evaluate_policy_runs_an_rlrnn_agent():
     agent = make_agent("lstm", obs_dim=2, num_actions=2)
-    vec_env = DummyVecEnv([lambda: gym.make("PositionOnlyCartPole-v1") for _ in range(3)])
+    vec_env = DummyVecEnv([lambda: Monitor(gym.make("PositionOnlyCartPole-v1")) for _ in range(3)])
     vec_env.seed(0)
     returns, lengths = evaluate_policy(
         agent, vec_env, n_eval_episodes=6, deterministic=True, return_episode_rewards=True
