@@ -49,15 +49,19 @@ class _LSTMLayer(torch.autograd.Function):
         hs = torch.empty_like(cells)  # h_t, the layer's output
         w_h_t = w_h.t()
         h, c = h0, c0
-        for t in range(T):
-            h, c = h * keep[t], c * keep[t]  # zero the state before an episode's first input
-            pre = torch.addmm(x_proj[t], h, w_h_t)  # (B, 4H)
-            act = gates[t]
+        # Per-step views made once (unbind) rather than indexed in the loop: fewer dispatches.
+        steps = zip(
+            x_proj.unbind(0), keep.unbind(0), gates.unbind(0), cells.unbind(0),
+            tanh_cells.unbind(0), hs.unbind(0), strict=True,
+        )  # fmt: skip
+        for x_t, keep_t, act, c_out, tanh_out, h_out in steps:
+            h, c = h * keep_t, c * keep_t  # zero the state before an episode's first input
+            pre = torch.addmm(x_t, h, w_h_t)  # (B, 4H)
             torch.sigmoid(pre[:, : 3 * H], out=act[:, : 3 * H])
             torch.tanh(pre[:, 3 * H :], out=act[:, 3 * H :])
             i, f, o, g = act.split(H, dim=1)
-            c = torch.mul(f, c, out=cells[t]).addcmul_(i, g)  # C_t = f*C_{t-1} + i*g
-            h = torch.mul(o, torch.tanh(c, out=tanh_cells[t]), out=hs[t])  # h_t = o*tanh(C_t)
+            c = torch.mul(f, c, out=c_out).addcmul_(i, g)  # C_t = f*C_{t-1} + i*g
+            h = torch.mul(o, torch.tanh(c, out=tanh_out), out=h_out)  # h_t = o*tanh(C_t)
         ctx.save_for_backward(x, h0, c0, keep, weight, gates, cells, tanh_cells, hs)
         return hs, h, c
 
@@ -81,12 +85,16 @@ class _LSTMLayer(torch.autograd.Function):
         f_keep = f * keep  # dC_{t-1}/dC_t, zero across an episode start
         d_pre = torch.empty_like(gates)
         dh_next, dc_next = grad_h, grad_c
-        for t in reversed(range(T)):
-            dh = grad_out[t] + dh_next
-            dc = torch.addcmul(dc_next, dh, dc_from_h[t])
-            torch.mul(torch.cat([dc, dc, dh, dc], dim=1), coef[t], out=d_pre[t])
-            dh_next = torch.mm(d_pre[t], w_h).mul_(keep[t])
-            dc_next = dc * f_keep[t]
+        steps = zip(
+            grad_out.unbind(0), dc_from_h.unbind(0), coef.unbind(0), d_pre.unbind(0),
+            keep.unbind(0), f_keep.unbind(0), strict=True,
+        )  # fmt: skip
+        for grad_out_t, dc_from_h_t, coef_t, d_pre_t, keep_t, f_keep_t in reversed(list(steps)):
+            dh = grad_out_t + dh_next
+            dc = torch.addcmul(dc_next, dh, dc_from_h_t)
+            torch.mul(torch.cat([dc, dc, dh, dc], dim=1), coef_t, out=d_pre_t)
+            dh_next = torch.mm(d_pre_t, w_h).mul_(keep_t)
+            dc_next = dc * f_keep_t
         d_pre_flat = d_pre.view(T * B, 4 * H)  # (T, B, 4H) -> (T*B, 4H)
         grad_weight = torch.cat(
             [d_pre_flat.t() @ h_prev.view(T * B, H), d_pre_flat.t() @ x.reshape(T * B, D)], dim=1

@@ -21,11 +21,13 @@ class RunningNorm(nn.Module):
         self.register_buffer("mean", torch.zeros(size))
         self.register_buffer("var", torch.ones(size))
         self.register_buffer("count", torch.tensor(1e-4))
+        # 1/sqrt(var + eps), refreshed by ``update``: forward runs once per acting step.
+        self.register_buffer("inv_std", torch.ones(size))
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.enabled:
             return x
-        return ((x - self.mean) * torch.rsqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
+        return ((x - self.mean) * self.inv_std).clamp(-self.clip, self.clip)
 
     @torch.no_grad()
     def update(self, x: Tensor) -> None:
@@ -42,3 +44,4 @@ class RunningNorm(nn.Module):
             (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
         )
         self.count.copy_(total)
+        torch.rsqrt(self.var + self.eps, out=self.inv_std)

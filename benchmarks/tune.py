@@ -1,6 +1,7 @@
 """Compare rlrnn training settings over seeds: median env steps and seconds to solve.
 
-Each variant is ``name:key=value,key=value`` over RunConfig / AgentConfig / PPOConfig fields.
+Each variant is ``name:key=value,key=value`` over RunConfig / AgentConfig / PPOConfig fields
+(tuples as ``pi_hidden=64/64``).
 
     python benchmarks/tune.py --seeds 0 1 2 "default:" "one-minibatch:num_minibatches=1"
 """
@@ -25,7 +26,12 @@ def parse_variant(text: str, base: RunConfig) -> tuple[str, RunConfig]:
         for cls, target in ((AgentConfig, base.agent), (PPOConfig, base.ppo), (RunConfig, base)):
             if key in {f.name for f in dataclasses.fields(cls)}:
                 current = getattr(target, key)
-                value = raw == "True" if isinstance(current, bool) else type(current)(raw)
+                if isinstance(current, bool):
+                    value = raw == "True"
+                elif isinstance(current, tuple):  # widths as 64/64
+                    value = tuple(int(w) for w in raw.split("/"))
+                else:
+                    value = type(current)(raw)
                 changes[cls][key] = value
                 break
         else:

@@ -35,7 +35,7 @@ class AgentConfig:
     """The policy network."""
 
     agent: str = option("lstm", "agent name", choices=tuple(AGENTS))
-    hidden_size: int = option(64, "width of the recurrent (or feedforward) core")
+    hidden_size: int = option(32, "width of the recurrent (or feedforward) core")
     num_layers: int = option(1, "stacked core layers")
     backend: str = option(
         "custom",
@@ -66,11 +66,11 @@ class PPOConfig:
     """Recurrent PPO."""
 
     total_timesteps: int = option(100_000, "env steps to train for")
-    num_envs: int = option(32, "environments stepped in parallel")
-    num_steps: int = option(32, "steps per environment per rollout (the BPTT length)")
+    num_envs: int = option(64, "environments stepped in parallel")
+    num_steps: int = option(16, "steps per environment per rollout (the BPTT length)")
     num_minibatches: int = option(2, "minibatches per epoch, each a set of whole env sequences")
     update_epochs: int = option(4, "passes over each rollout")
-    learning_rate: float = option(2e-3, "Adam learning rate")
+    learning_rate: float = option(4e-3, "Adam learning rate")
     anneal_lr: bool = option(True, "decay the learning rate linearly to 0")
     gamma: float = option(0.98, "discount factor")
     gae_lambda: float = option(0.8, "GAE lambda")

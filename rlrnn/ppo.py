@@ -56,7 +56,7 @@ class RunningReturnScale(nn.Module):
             discounted[t] = self.returns
             self.returns.mul_(1.0 - dones[t])
         self.stats.update(discounted)
-        return rewards * torch.rsqrt(self.stats.var + self.stats.eps)
+        return rewards * self.stats.inv_std
 
 
 class RecurrentPPO:
@@ -95,54 +95,45 @@ class RecurrentPPO:
         cfg, env, agent = self.config, self.env, self.agent
         T, B = cfg.num_steps, env.num_envs
         initial_state = self.state
-        obs_buf = torch.empty(T, B, env.obs_dim, device=self.device)
-        starts_buf = torch.empty(T, B, device=self.device)
-        actions_buf = torch.empty(T, B, dtype=torch.long, device=self.device)
-        logp_buf, value_buf = (
-            torch.empty(T, B, device=self.device),
-            torch.empty(T, B, device=self.device),
-        )
-        reward_buf, done_buf = (
-            torch.empty(T, B, device=self.device),
-            torch.empty(T, B, device=self.device),
-        )
-        trunc_buf = torch.empty(T, B, dtype=torch.bool, device=self.device)
-        final_obs_buf = torch.empty(T, B, env.obs_dim, device=self.device)
-        state_h = torch.empty(T, *self.state.h.shape, device=self.device)  # (T, L, B, H)
-        state_c = torch.empty(T, *self.state.c.shape, device=self.device)
-        finished = torch.zeros(3, device=self.device)  # episodes, return sum, length sum
 
+        def buffer(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+            return torch.empty(T, *shape, dtype=dtype, device=self.device)
+
+        obs_buf, final_obs_buf = buffer(B, env.obs_dim), buffer(B, env.obs_dim)
+        starts_buf, value_buf, reward_buf = buffer(B), buffer(B), buffer(B)
+        logits_buf = buffer(B, env.num_actions)
+        actions_buf = buffer(B, dtype=torch.long)
+        term_buf, trunc_buf = buffer(B, dtype=torch.bool), buffer(B, dtype=torch.bool)
+        state_h, state_c = buffer(*self.state.h.shape), buffer(*self.state.c.shape)  # (T, L, B, H)
+        return_buf, length_buf = buffer(B), buffer(B)  # running episode return / length
+
+        # The loop does only what must be sequential; everything else is vectorised below.
         obs, starts, state = self.obs, self.episode_starts, self.state
         for t in range(T):
             obs_buf[t], starts_buf[t] = obs, starts
             logits, value, state = agent(obs[None], state, starts[None])  # (1, B, ...)
-            logp_all = logits[0].log_softmax(-1)
             action = sample_categorical(logits[0])
-            actions_buf[t], value_buf[t] = action, value[0]
-            logp_buf[t] = logp_all.gather(-1, action[:, None]).squeeze(-1)
+            logits_buf[t], actions_buf[t], value_buf[t] = logits[0], action, value[0]
             state_h[t], state_c[t] = state.h, state.c  # the state that saw obs[t]
 
             result = env.step(action)
-            done = result.terminated | result.truncated
-            reward_buf[t], done_buf[t] = result.reward, done
-            trunc_buf[t] = result.truncated & ~result.terminated
-            final_obs_buf[t] = result.final_obs
-            self._episode_return += result.reward
-            self._episode_length += 1
-            finished += torch.stack(
-                (
-                    done.sum(),
-                    (self._episode_return * done).sum(),
-                    (self._episode_length * done).sum(),
-                )
-            )
-            self._episode_return *= ~done
-            self._episode_length *= ~done
-            obs, starts = result.obs, done.float()
+            reward_buf[t], final_obs_buf[t] = result.reward, result.final_obs
+            term_buf[t], trunc_buf[t] = result.terminated, result.truncated
+            return_buf[t] = self._episode_return.add_(result.reward)
+            length_buf[t] = self._episode_length.add_(1)
+            starts = (result.terminated | result.truncated).float()
+            self._episode_return.mul_(1 - starts)
+            self._episode_length.mul_(1 - starts)
+            obs = result.obs
 
         self.obs, self.episode_starts, self.state = obs, starts, state
         self.env_steps += T * B
 
+        done_buf = (term_buf | trunc_buf).float()
+        logp_buf = logits_buf.log_softmax(-1).gather(-1, actions_buf[..., None]).squeeze(-1)
+        finished = torch.stack(
+            (done_buf.sum(), (return_buf * done_buf).sum(), (length_buf * done_buf).sum())
+        )
         rewards = reward_buf
         if self.reward_scale is not None:
             rewards = self.reward_scale(rewards, done_buf)
@@ -155,7 +146,8 @@ class RecurrentPPO:
             final_state,
             torch.zeros(1, T * B, device=self.device),
         )
-        rewards = bootstrap_truncated(rewards, trunc_buf, final_values.view(T, B), cfg.gamma)
+        truncated_only = trunc_buf & ~term_buf
+        rewards = bootstrap_truncated(rewards, truncated_only, final_values.view(T, B), cfg.gamma)
         _, last_value, _ = agent(obs[None], state, starts[None])
         advantages, returns = compute_gae(
             rewards, value_buf, done_buf, last_value[0], cfg.gamma, cfg.gae_lambda
