@@ -29,9 +29,6 @@ class RecurrentState(NamedTuple):
         """The state of the environments ``index`` (a batch subset)."""
         return RecurrentState(self.h[:, index], self.c[:, index])
 
-    def detach(self) -> RecurrentState:
-        return RecurrentState(self.h.detach(), self.c.detach())
-
 
 class Core(nn.Module):
     """Base of every core: sizes, a zero initial state and the episode-start mask."""

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from envs.batched import EnvError
 from rlrnn.errors import UsageError
 
 EXIT_USAGE = 2
@@ -51,7 +52,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="a run directory or a checkpoint file (.pt)")
     p.add_argument(
-        "--checkpoint", choices=("final", "best"), default="final", help="which checkpoint of a run"
+        "--checkpoint",
+        choices=("best", "final"),
+        default="best",
+        help="for a run directory: best (highest periodic evaluation) or final (last weights)",
     )
     p.add_argument("--episodes", type=int, default=100, help="episodes to play")
     p.add_argument("--seed", type=int, default=10_000, help="seed of the evaluation episodes")
@@ -70,16 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from envs.batched import EnvError, check_env_id
+    from envs.batched import check_env_id
     from rlrnn.config import config_from_args
     from rlrnn.plots import plot_learning_curve
     from rlrnn.training import prepare_run_dir, resolve_device, train
 
     config = config_from_args(args)
-    try:
-        check_env_id(config.env_id)
-    except EnvError as e:
-        raise UsageError(str(e)) from None
+    check_env_id(config.env_id)
     resolve_device(config.device)  # fail before creating anything
     name = args.run_name or (
         f"{config.agent.agent}-{config.env_id.replace('/', '_').replace(':', '_')}"
@@ -110,7 +111,7 @@ def _describe(s: dict, run_dir: Path) -> str:
         f"Final evaluation: {s['final_eval_mean']:.1f} +/- {s['final_eval_std']:.1f}"
         f" (best {s['best_eval_mean']:.1f}).",
         f"Saved to {run_dir}/ (learning_curve.png, summary.json, tb/ for TensorBoard).",
-        f"Evaluate it: python evaluate.py {run_dir} --episodes 100",
+        f"Evaluate it: python evaluate.py {run_dir} --episodes 100  (best.pt; --checkpoint final)",
     ]
     return "\n".join(lines)
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except UsageError as e:
+    except (UsageError, EnvError) as e:
         print(f"rlrnn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
