@@ -105,7 +105,7 @@ def test_checkpoint_problems_are_usage_errors(tmp_path):
 
     payload = torch.load(good, weights_only=True)
     config = json.loads(payload["config"])
-    config["agent"]["hidden_size"] = 32  # the weights no longer fit the agent
+    config["agent"]["hidden_size"] *= 2  # the weights no longer fit the agent
     payload["config"] = json.dumps(config)
     torch.save(payload, tmp_path / "mismatch.pt")
     with pytest.raises(UsageError, match="does not match its agent"):
