@@ -36,7 +36,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--run-dir", type=Path, help="run directory (default: <runs-root>/<run-name>)")
     out.add_argument("--run-name", help="run name (default: <agent>-<env>-s<seed>-<time>)")
     out.add_argument(
-        "--runs-root", type=Path, default=Path("runs"), help="parent of run directories"
+        "--runs-root", type=Path, default=Path("runs"), help="parent of run dirs (default: runs)"
     )
     out.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_config_arguments(p)
