@@ -16,11 +16,10 @@ from pathlib import Path
 from rlrnn.checkpoint import load_checkpoint
 from rlrnn.config import AgentConfig, RunConfig
 from rlrnn.evaluation import evaluate
+from rlrnn.training import train
 
 
 def main() -> None:
-    from rlrnn.training import train
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", nargs="+", default=["lstm", "mlp"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from agents import GRU, LSTM, RNN, MLPCore, RecurrentState, TorchLSTM, make_agent
-from agents.lstm import _LSTMLayer
+from agents.lstm import _LSTMLayer, copy_to_nn_lstm
 
 T, B, D, H = 12, 5, 3, 8
 
@@ -32,24 +32,12 @@ NN_LSTM_GATE_ORDER = torch.cat(
 )
 
 
-def copy_into_nn_lstm(ours: LSTM, ref: nn.LSTM) -> None:
-    """Our fused W acts on [h; x]; nn.LSTM keeps W_ih and W_hh (and two biases) apart."""
-    order = NN_LSTM_GATE_ORDER
-    with torch.no_grad():
-        for k in range(ours.num_layers):
-            w = ours.weights[k][order]
-            getattr(ref, f"weight_hh_l{k}").copy_(w[:, :H])
-            getattr(ref, f"weight_ih_l{k}").copy_(w[:, H:])
-            getattr(ref, f"bias_ih_l{k}").copy_(ours.biases[k][order])
-            getattr(ref, f"bias_hh_l{k}").zero_()
-
-
 @pytest.mark.parametrize("layers", [1, 2])
 def test_custom_lstm_equals_nn_lstm_outputs_and_gradients(layers):
     torch.manual_seed(0)
     ours = LSTM(D, H, layers).double()
     ref = nn.LSTM(D, H, layers).double()
-    copy_into_nn_lstm(ours, ref)
+    copy_to_nn_lstm(ours, ref)
     x = torch.randn(T, B, D, dtype=torch.double, requires_grad=True)
     state = random_state(layers, H)
     out, final = ours(x, state, torch.zeros(T, B, dtype=torch.double))
