@@ -1,7 +1,7 @@
 """Policies: recurrent cores, actor-critic heads and a registry of named agents."""
 
 from agents.actor_critic import ActorCritic, sample_categorical
-from agents.cores import GRU, RNN, Core, MLPCore, RecurrentState
+from agents.cores import GRU, RNN, Core, FrameStackCore, MLPCore, RecurrentState
 from agents.lstm import LSTM, TorchLSTM
 from agents.normalize import RunningNorm
 from agents.registry import AGENTS, BACKENDS, AgentError, make_agent, make_core
@@ -15,6 +15,7 @@ __all__ = [
     "ActorCritic",
     "AgentError",
     "Core",
+    "FrameStackCore",
     "MLPCore",
     "RecurrentState",
     "RunningNorm",

@@ -1,5 +1,5 @@
-"""Recurrent cores behind one interface: a GRU, a vanilla RNN and a feedforward core with an
-empty state here, the LSTMs in :mod:`agents.lstm`.
+"""Recurrent cores behind one interface: a GRU, a vanilla RNN, a frame-stacking feedforward core
+and a feedforward core with an empty state here, the LSTMs in :mod:`agents.lstm`.
 
 Conventions, here once for the whole package:
 
@@ -153,15 +153,67 @@ class RNN(_LayerLoopCore):
         return torch.stack(outputs), h, c
 
 
+def feedforward(input_size: int, hidden_size: int, num_layers: int) -> nn.Sequential:
+    """``num_layers`` tanh layers of width ``hidden_size``."""
+    layers: list[nn.Module] = []
+    for k in range(num_layers):
+        layers += [nn.Linear(input_size if k == 0 else hidden_size, hidden_size), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+class FrameStackCore(Core):
+    """A feedforward core over the last ``frame_stack`` observations (the standard POMDP baseline).
+
+    The state holds the previous ``frame_stack - 1`` observations, oldest first, flattened into
+    ``h`` of shape ``(1, B, (frame_stack - 1) * D)``; frames from before an episode start are
+    zeros, as in a frame-stacking wrapper that pads with zeros at reset.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int = 64, num_layers: int = 1, frame_stack: int = 4
+    ) -> None:
+        super().__init__(input_size, hidden_size, num_layers)
+        if frame_stack < 1:
+            raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
+        self.frame_stack = frame_stack
+        self.net = feedforward(input_size * frame_stack, hidden_size, num_layers)
+
+    @property
+    def state_layers(self) -> int:
+        return 1
+
+    def initial_state(self, batch_size, device="cpu"):
+        width = (self.frame_stack - 1) * self.input_size
+        return RecurrentState(
+            torch.zeros(1, batch_size, width, device=device),
+            torch.zeros(1, batch_size, 0, device=device),
+        )
+
+    def forward(self, x, state, episode_starts):
+        T, B, D = x.shape
+        k = self.frame_stack
+        past = state.h[0].view(B, k - 1, D).transpose(0, 1)  # (B, (k-1)*D) -> (k-1, B, D)
+        frames = torch.cat([past, x])  # (k-1+T, B, D), oldest first
+        # Frames belong to the episode counted by the starts seen so far; a frame is visible at
+        # step t only when it belongs to the same episode as x[t].
+        episode = torch.cat([x.new_zeros(k - 1, B), episode_starts.to(x.dtype).cumsum(0)])
+        current = episode[k - 1 :]  # (T, B)
+        window = [
+            frames[j : j + T] * (episode[j : j + T] == current).unsqueeze(-1).to(x.dtype)
+            for j in range(k)
+        ]  # k tensors (T, B, D), oldest first
+        features = self.net(torch.cat(window, dim=-1))  # (T, B, k*D) -> (T, B, H)
+        kept = frames[T:] * (episode[T:] == current[-1]).unsqueeze(-1).to(x.dtype)  # (k-1, B, D)
+        h = kept.transpose(0, 1).reshape(1, B, (k - 1) * D)  # (k-1, B, D) -> (1, B, (k-1)*D)
+        return features, RecurrentState(h, state.c)
+
+
 class MLPCore(Core):
     """A feedforward core: sees only the current observation and keeps a 0-layer state."""
 
     def __init__(self, input_size: int, hidden_size: int = 64, num_layers: int = 1) -> None:
         super().__init__(input_size, hidden_size, num_layers)
-        layers: list[nn.Module] = []
-        for k in range(num_layers):
-            layers += [nn.Linear(input_size if k == 0 else hidden_size, hidden_size), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        self.net = feedforward(input_size, hidden_size, num_layers)
 
     @property
     def state_layers(self) -> int:

@@ -5,16 +5,19 @@ from __future__ import annotations
 from torch import nn
 
 from agents.actor_critic import ActorCritic
-from agents.cores import GRU, RNN, Core, MLPCore
+from agents.cores import GRU, RNN, Core, FrameStackCore, MLPCore
 from agents.lstm import LSTM, TorchLSTM
 
 # name -> (core class for the "custom" backend, description)
 AGENTS: dict[str, tuple[type[Core], str]] = {
-    "lstm": (LSTM, "LSTM from the lecture's gate equations (fused weight over [h; x])"),
-    "gru": (GRU, "gated recurrent unit"),
-    "rnn": (RNN, "vanilla (Elman) RNN, h = tanh(W_xh x + W_hh h + b)"),
     "mlp": (MLPCore, "feedforward: sees only the current observation"),
+    "framestack": (FrameStackCore, "feedforward over the last k observations (--frame-stack k)"),
+    "rnn": (RNN, "vanilla (Elman) RNN, h = tanh(W_xh x + W_hh h + b)"),
+    "gru": (GRU, "gated recurrent unit"),
+    "lstm": (LSTM, "LSTM from the lecture's gate equations (fused weight over [h; x])"),
+    "lstm2": (LSTM, "stacked LSTM, the lecture's 'going deep' (2 layers by default)"),
 }
+LSTM_AGENTS = ("lstm", "lstm2")
 BACKENDS = ("custom", "torch")
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -24,18 +27,33 @@ class AgentError(ValueError):
 
 
 def make_core(
-    name: str, input_size: int, hidden_size: int, num_layers: int, backend: str = "custom"
+    name: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int,
+    backend: str = "custom",
+    frame_stack: int = 4,
 ) -> Core:
-    """The core of agent ``name``; ``backend="torch"`` computes an LSTM with ``torch.nn.LSTM``."""
+    """The core of agent ``name``; ``backend="torch"`` computes an LSTM with ``torch.nn.LSTM``.
+
+    ``frame_stack`` is the number of observations a ``framestack`` core sees (ignored otherwise).
+    """
     if name not in AGENTS:
         raise AgentError(f"unknown agent {name!r}; choose from {', '.join(AGENTS)}")
     if backend not in BACKENDS:
         raise AgentError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    for size, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
+        if value < 1:
+            raise AgentError(f"{size} must be >= 1, got {value}")
     core_class = AGENTS[name][0]
     if backend == "torch":
-        if name != "lstm":
-            raise AgentError(f"backend 'torch' is for the lstm agent, not {name!r}")
+        if name not in LSTM_AGENTS:
+            raise AgentError(f"backend 'torch' is for the lstm agents, not {name!r}")
         core_class = TorchLSTM
+    if core_class is FrameStackCore:
+        if frame_stack < 1:
+            raise AgentError(f"frame_stack (k) must be >= 1, got {frame_stack}")
+        return FrameStackCore(input_size, hidden_size, num_layers, frame_stack)
     return core_class(input_size, hidden_size, num_layers)
 
 
@@ -51,13 +69,14 @@ def make_agent(
     vf_hidden: tuple[int, ...] = (64,),
     activation: str = "relu",
     normalize_obs: bool = True,
+    frame_stack: int = 4,
 ) -> ActorCritic:
     """Build agent ``name`` for an env with ``obs_dim`` observations and ``num_actions`` actions."""
     if activation not in ACTIVATIONS:
         raise AgentError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
 
     def core() -> Core:
-        return make_core(name, obs_dim, hidden_size, num_layers, backend)
+        return make_core(name, obs_dim, hidden_size, num_layers, backend, frame_stack)
 
     return ActorCritic(
         core(),

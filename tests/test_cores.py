@@ -1,11 +1,24 @@
 """Recurrent cores: the custom LSTM against torch.nn.LSTM, BPTT by hand against autograd,
 and step-by-step runs against whole-sequence runs, episode resets included."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
 
-from agents import GRU, LSTM, RNN, MLPCore, RecurrentState, TorchLSTM, make_agent
+from agents import (
+    GRU,
+    LSTM,
+    RNN,
+    AgentError,
+    FrameStackCore,
+    MLPCore,
+    RecurrentState,
+    TorchLSTM,
+    make_agent,
+    make_core,
+)
 from agents.lstm import _LSTMLayer, copy_to_nn_lstm
 
 T, B, D, H = 12, 5, 3, 8
@@ -128,6 +141,8 @@ CORES = {
     "gru": lambda: GRU(D, H, 2),
     "rnn": lambda: RNN(D, H, 2),
     "mlp": lambda: MLPCore(D, H),
+    "framestack": lambda: FrameStackCore(D, H, 2, frame_stack=4),
+    "framestack-k1": lambda: FrameStackCore(D, H, 1, frame_stack=1),
 }
 
 
@@ -148,7 +163,7 @@ def test_step_by_step_equals_whole_sequence_with_resets(name):
     torch.testing.assert_close(s.h, final.h.detach())
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "framestack"])
 def test_episode_start_forgets_everything_before(name):
     torch.manual_seed(5)
     core = CORES[name]().double()
@@ -172,3 +187,48 @@ def test_actor_critic_state_round_trip_and_predict(shared):
     assert actions.shape == (3,) and set(actions.tolist()) <= {0, 1}
     action, _ = agent.predict([0.1, -0.02], deterministic=True)
     assert int(action) in (0, 1)
+
+
+def test_framestack_sees_the_last_k_observations_zero_padded_at_episode_starts():
+    k = 3
+    core = FrameStackCore(D, H, 1, frame_stack=k).double()
+    x, starts = torch.randn(T, B, D, dtype=torch.double), random_starts(2)
+    state = core.initial_state(B)
+    past = torch.randn(k - 1, B, D, dtype=torch.double)  # observations before the sequence
+    state = RecurrentState(past.transpose(0, 1).reshape(1, B, -1), state.c.double())
+    out, _ = core(x, state, starts)
+    history = torch.cat([past, x])  # (k-1+T, B, D)
+    for b in range(B):
+        episode_start = -(k - 1)  # the past frames belong to the episode running at t = 0
+        for t in range(T):
+            if starts[t, b]:
+                episode_start = t
+            frames = [
+                history[k - 1 + t - j, b] if t - j >= episode_start else torch.zeros(D).double()
+                for j in reversed(range(k))
+            ]  # oldest first
+            expected = core.net(torch.cat(frames))
+            torch.testing.assert_close(out[t, b], expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "transformer"}, "unknown agent 'transformer'"),
+        ({"name": "gru", "backend": "torch"}, "backend 'torch' is for the lstm agents"),
+        ({"name": "lstm", "backend": "jax"}, "unknown backend 'jax'"),
+        ({"name": "framestack", "frame_stack": 0}, "frame_stack (k) must be >= 1"),
+        ({"name": "lstm", "hidden_size": 0}, "hidden_size must be >= 1"),
+        ({"name": "rnn", "num_layers": 0}, "num_layers must be >= 1"),
+    ],
+)
+def test_registry_refuses_unknown_names_and_impossible_sizes(kwargs, message):
+    kwargs = {"input_size": D, "hidden_size": H, "num_layers": 1} | kwargs
+    with pytest.raises(AgentError, match=re.escape(message)):
+        make_core(**kwargs)
+
+
+def test_lstm2_is_a_stacked_lstm():
+    core = make_core("lstm2", D, H, 2)
+    assert isinstance(core, LSTM) and core.num_layers == 2
+    assert core.initial_state(B).h.shape == (2, B, H)

@@ -25,7 +25,10 @@ def make_trainer(agent: str = "lstm", shared: bool = True) -> RecurrentPPO:
     return RecurrentPPO(build_agent(config, env.obs_dim, env.num_actions), env, TINY, seed=0)
 
 
-@pytest.mark.parametrize(("agent", "shared"), [("lstm", True), ("lstm", False), ("mlp", True)])
+@pytest.mark.parametrize(
+    ("agent", "shared"),
+    [("lstm", True), ("lstm", False), ("mlp", True), ("framestack", False), ("gru", True)],
+)
 def test_replaying_a_rollout_from_its_initial_state_reproduces_its_log_probs(agent, shared):
     """The update's minibatches replay whole sequences: they must see what the rollout saw."""
     ppo = make_trainer(agent, shared)
