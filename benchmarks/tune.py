@@ -3,7 +3,10 @@
 Each variant is ``name:key=value,key=value`` over RunConfig / AgentConfig / PPOConfig fields
 (tuples as ``pi_hidden=64/64``).
 
+Variants start from ``--agent``'s tuned defaults (rlrnn/hyperparams.py).
+
     python benchmarks/tune.py --seeds 0 1 2 "default:" "one-minibatch:num_minibatches=1"
+    python benchmarks/tune.py --agent framestack "default:" "k8:frame_stack=8"
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from rlrnn.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.hyperparams import default_config
 from rlrnn.training import train
 
 
@@ -49,13 +53,15 @@ def median_or_none(values: list) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="+")
+    parser.add_argument("--agent", default="lstm", help="agent whose defaults variants change")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-interval", type=int, default=2048)
     args = parser.parse_args()
     print("| variant | solved | median steps | median seconds | steps/s | final eval |")
     print("|---|---|---|---|---|---|")
     for text in args.variants:
-        name, config = parse_variant(text, RunConfig(eval_interval=args.eval_interval))
+        base = dataclasses.replace(default_config(args.agent), eval_interval=args.eval_interval)
+        name, config = parse_variant(text, base)
         runs = []
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:

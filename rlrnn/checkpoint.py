@@ -12,13 +12,18 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from agents import ActorCritic, make_agent
-from rlrnn.config import RunConfig
+from rlrnn.config import SB3_AGENTS, RunConfig
 from rlrnn.errors import UsageError
+
+if TYPE_CHECKING:
+    from rlrnn.sb3 import SB3Policy
+
+    Policy = ActorCritic | SB3Policy
 
 FORMAT = "rlrnn-checkpoint"
 FORMAT_VERSION = 1
@@ -47,18 +52,34 @@ def env_signature(obs_dim: int, num_actions: int, env_id: str) -> dict[str, Any]
     return {"env_id": env_id, "obs_dim": obs_dim, "num_actions": num_actions}
 
 
-def save_checkpoint(
-    path: Path, agent: ActorCritic, config: RunConfig, extra: dict[str, Any] | None = None
+def write_checkpoint(
+    path: Path,
+    config: RunConfig,
+    env: dict[str, Any],
+    model: dict[str, torch.Tensor],
+    extra: dict[str, Any] | None = None,
+    obs_rms: dict[str, torch.Tensor] | None = None,
 ) -> None:
+    """Write a checkpoint: weights ``model``, the config, the env signature ``env`` and JSON
+    ``extra``; ``obs_rms`` holds observation-normalisation statistics kept outside the model."""
     payload = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "config": config.to_json(),
-        "env": env_signature(agent.obs_dim, agent.num_actions, config.env_id),
-        "model": {k: v.detach().cpu() for k, v in agent.state_dict().items()},
+        "env": env,
+        "model": {k: v.detach().cpu() for k, v in model.items()},
         "extra": json.dumps(extra or {}),
     }
+    if obs_rms is not None:
+        payload["obs_rms"] = obs_rms
     atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def save_checkpoint(
+    path: Path, agent: ActorCritic, config: RunConfig, extra: dict[str, Any] | None = None
+) -> None:
+    env = env_signature(agent.obs_dim, agent.num_actions, config.env_id)
+    write_checkpoint(path, config, env, agent.state_dict(), extra)
 
 
 def build_agent(config: RunConfig, obs_dim: int, num_actions: int) -> ActorCritic:
@@ -75,13 +96,18 @@ def build_agent(config: RunConfig, obs_dim: int, num_actions: int) -> ActorCriti
         vf_hidden=a.vf_hidden,
         activation=a.activation,
         normalize_obs=a.normalize_obs,
+        frame_stack=a.frame_stack,
     )
 
 
 def load_checkpoint(
     path: Path, device: torch.device | str = "cpu"
-) -> tuple[ActorCritic, RunConfig, dict[str, Any]]:
-    """Load a checkpoint file into a fresh agent; every way it can be wrong is a UsageError."""
+) -> tuple[Policy, RunConfig, dict[str, Any]]:
+    """Load a checkpoint file into a fresh policy; every way it can be wrong is a UsageError.
+
+    The policy is an :class:`ActorCritic` for rlrnn's agents and an :class:`rlrnn.sb3.SB3Policy`
+    for the reference agents; both act through ``initial_state`` / ``act`` and ``predict``.
+    """
     path = Path(path)
     if not path.exists():
         raise UsageError(f"checkpoint not found: {path}")
@@ -104,9 +130,15 @@ def load_checkpoint(
     try:
         config = RunConfig.from_dict(json.loads(payload["config"]))
         env = payload["env"]
-        agent = build_agent(config, int(env["obs_dim"]), int(env["num_actions"]))
-        agent.load_state_dict(payload["model"])
+        obs_dim, num_actions = int(env["obs_dim"]), int(env["num_actions"])
         extra = json.loads(payload.get("extra", "{}"))
+        if config.agent.agent in SB3_AGENTS:
+            from rlrnn.sb3 import load_sb3_policy  # SB3 is imported only when needed
+
+            policy = load_sb3_policy(config, payload["model"], payload.get("obs_rms"), device)
+            return policy, config, extra
+        agent = build_agent(config, obs_dim, num_actions)
+        agent.load_state_dict(payload["model"])
     except UsageError:
         raise
     except (KeyError, ValueError, RuntimeError, TypeError) as e:

@@ -12,10 +12,16 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
 from agents import AGENTS, BACKENDS
-from agents.registry import ACTIVATIONS
+from agents.registry import ACTIVATIONS, LSTM_AGENTS
 from rlrnn.errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
+# The reference agents, trained by Stable-Baselines3 / sb3-contrib (see rlrnn.sb3).
+SB3_AGENTS = {
+    "sb3-ppo": "Stable-Baselines3 PPO, MlpPolicy (feedforward)",
+    "sb3-recurrentppo": "sb3-contrib RecurrentPPO, MlpLstmPolicy",
+}
+AGENT_NAMES = (*AGENTS, *SB3_AGENTS)
 
 
 def option(default: Any, doc: str, **extra: Any) -> Any:
@@ -34,7 +40,7 @@ def _require(condition: bool, message: str) -> None:
 class AgentConfig:
     """The policy network."""
 
-    agent: str = option("lstm", "agent name", choices=tuple(AGENTS))
+    agent: str = option("lstm", "agent name (see: rlrnn agents)", choices=AGENT_NAMES)
     hidden_size: int = option(32, "width of the recurrent (or feedforward) core")
     num_layers: int = option(1, "stacked core layers")
     backend: str = option(
@@ -47,14 +53,19 @@ class AgentConfig:
     vf_hidden: tuple[int, ...] = option((64,), "hidden widths of the value head")
     activation: str = option("relu", "activation of the heads", choices=tuple(ACTIVATIONS))
     normalize_obs: bool = option(True, "normalise observations by running mean and variance")
+    frame_stack: int = option(4, "observations the framestack agent sees (k)")
 
     def __post_init__(self) -> None:
-        _require(self.agent in AGENTS, f"unknown agent {self.agent!r}; choose from {list(AGENTS)}")
+        _require(
+            self.agent in AGENT_NAMES,
+            f"unknown agent {self.agent!r}; choose from {', '.join(AGENT_NAMES)}",
+        )
         _require(self.backend in BACKENDS, f"unknown backend {self.backend!r}")
         _require(
-            self.backend == "custom" or self.agent == "lstm",
-            f"backend 'torch' is for the lstm agent, not {self.agent!r}",
+            self.backend == "custom" or self.agent in LSTM_AGENTS,
+            f"backend 'torch' is for the lstm agents, not {self.agent!r}",
         )
+        _require(self.frame_stack >= 1, f"frame_stack (k) must be >= 1, got {self.frame_stack}")
         _require(self.hidden_size >= 1, f"hidden_size must be >= 1, got {self.hidden_size}")
         _require(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
         _require(all(w >= 1 for w in self.pi_hidden + self.vf_hidden), "head widths must be >= 1")
