@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -62,7 +63,132 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    show = p.add_argument_group(
+        "watching", "frames show the hidden velocities, true and as the agent's state holds them"
+    )
+    show.add_argument("--render", choices=("human",), help="play episodes in a window in real time")
+    show.add_argument("--video", type=Path, metavar="OUT.mp4", help="record episodes to an MP4")
+    show.add_argument("--gif", type=Path, metavar="OUT.gif", help="record episodes to a GIF")
+    show.add_argument("--render-episodes", type=int, default=1, help="episodes to show or record")
+    show.add_argument("--render-max-steps", type=int, help="cut each shown episode after this many")
+    show.add_argument("--fps", type=float, help="frames per second (default: the env's, 50)")
     p.set_defaults(handler=_evaluate)
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    from rlrnn.compare import DEFAULT_AGENTS
+    from rlrnn.config import AGENT_NAMES
+
+    p = sub.add_parser(
+        "compare",
+        help="compare agents over seeds: learning curves, a results table",
+        description="Train agents over seeds on one env (or re-use finished runs), evaluate"
+        " each run's final and best weights on the same fresh episodes, and write a report"
+        " folder: learning_curves.png, results.csv, results.md, report.json, configs/.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--agents",
+        nargs="+",
+        metavar="AGENT",
+        help=f"agents to train, from: {' '.join(AGENT_NAMES)}"
+        f" (default: {' '.join(DEFAULT_AGENTS)}, or none when --runs is given)",
+    )
+    p.add_argument("--full", action="store_true", help="all agents, 5 seeds")
+    p.add_argument("--seeds", type=int, help="number of seeds per agent (default: 3; --full: 5)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, +1, ...")
+    p.add_argument("--env", dest="env_id", default="PositionOnlyCartPole-v1", help="env id")
+    p.add_argument("--runs", nargs="+", type=Path, default=[], help="finished run folders to add")
+    p.add_argument("--out", type=Path, default=Path("reports/compare"), help="report folder")
+    p.add_argument("--workers", type=int, help="parallel runs (default: one per CPU core)")
+    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per checkpoint")
+    p.add_argument("--total-timesteps", type=int, help="env steps per run (default: per agent)")
+    p.add_argument("--eval-interval", type=int, help="env steps between periodic evaluations")
+    p.add_argument("--frame-stack", type=int, help="k of the framestack agent (default: 4)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="device")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(handler=_compare)
+
+
+def _add_agents(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "agents",
+        help="list the agents and their tuned defaults",
+        description="The agents --agent accepts, and what each one's tuned defaults change"
+        " (rlrnn/hyperparams.py); options on the command line override them.",
+    )
+    p.set_defaults(handler=_agents)
+
+
+def _add_probe(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="what does the agent remember? a linear probe for the hidden velocities",
+        description="Roll a trained agent out, fit a ridge-regression probe from its hidden state"
+        " to the cart-pole's hidden velocities, report R² on held-out episodes and plot"
+        " predicted against true.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("run", type=Path, help="a run directory or a checkpoint file (.pt)")
+    p.add_argument("--checkpoint", choices=("best", "final"), default="best", help="for run dirs")
+    p.add_argument("--episodes", type=int, default=40, help="episodes to fit and test on")
+    p.add_argument("--seed", type=int, default=20_000, help="seed of the first episode")
+    p.add_argument("--test-fraction", type=float, default=0.25, help="episodes held out")
+    p.add_argument("--alpha", type=float, help="ridge penalty (default: chosen on held-out data)")
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
+    p.add_argument(
+        "--untrained", action="store_true", help="also probe the same net with untrained weights"
+    )
+    p.add_argument(
+        "--compare", nargs="+", type=Path, default=[], metavar="RUN", help="also probe these runs"
+    )
+    p.add_argument("--out", type=Path, help="figure (.png; default: probe.png beside the run)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=_probe)
+
+
+def _add_gradflow(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "gradflow",
+        help="how far back does the gradient reach? norms through the recurrence",
+        description="The norm of the gradient of a loss at the last step of real rollouts"
+        " with respect to the recurrent state k steps earlier, for trained runs' cores and fresh"
+        " ones; plus short runs with and without gradient clipping.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("runs", nargs="*", type=Path, metavar="RUN", help="trained runs to measure")
+    p.add_argument("--checkpoint", choices=("best", "final"), default="best", help="for run dirs")
+    p.add_argument(
+        "--cores", nargs="*", metavar="CORE", help="fresh cores (default: rnn gru lstm without RUN)"
+    )
+    p.add_argument("--hidden-size", type=int, default=32, help="width of the fresh cores")
+    p.add_argument("--num-layers", type=int, default=1, help="layers of the fresh cores")
+    p.add_argument(
+        "--forget-bias",
+        nargs="+",
+        type=float,
+        default=[],
+        metavar="B",
+        help="also a fresh lstm with its forget-gate bias set to B (gate open about sigmoid(B))",
+    )
+    p.add_argument("--steps", type=int, default=64, help="rollout length T")
+    p.add_argument("--batch", type=int, default=64, help="rollouts averaged over")
+    p.add_argument("--seed", type=int, default=0, help="seed of the rollouts and fresh weights")
+    p.add_argument("--env", dest="env_id", default="PositionOnlyCartPole-v1", help="env id")
+    clip = p.add_argument_group("gradient clipping runs")
+    clip.add_argument(
+        "--clip-steps", type=int, default=32_768, help="env steps per run (0 skips the runs)"
+    )
+    clip.add_argument("--clip-agent", default="rnn", help="agent trained in the runs")
+    clip.add_argument(
+        "--clip-norms", nargs="+", type=float, default=[0.0, 0.5], help="max_grad_norm values"
+    )
+    clip.add_argument("--clip-seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds")
+    p.add_argument("--out", type=Path, default=Path("gradflow.png"), help="figure (.png)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=_gradflow)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,16 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_compare(sub)
+    _add_agents(sub)
+    _add_probe(sub)
+    _add_gradflow(sub)
     return parser
 
 
 def _train(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
     from rlrnn.config import config_from_args
+    from rlrnn.hyperparams import default_config
     from rlrnn.plots import plot_learning_curve
     from rlrnn.training import prepare_run_dir, resolve_device, train
 
-    config = config_from_args(args)
+    config = config_from_args(args, default_config(getattr(args, "agent.agent", "lstm")))
     check_env_id(config.env_id)
     resolve_device(config.device)  # fail before creating anything
     name = args.run_name or (
@@ -123,16 +254,27 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+    from rlrnn.rendering import RenderRequest
+
+    render = RenderRequest.create(
+        args.render == "human", args.video, args.gif, args.render_episodes,
+        args.render_max_steps, args.fps,
+    )  # fmt: skip
     path = args.run
     if path.is_dir():
         path = path / f"{args.checkpoint}.pt"
     device = resolve_device(args.device)
     agent, config, _ = load_checkpoint(path, device)
+    rendered = render and render.play(
+        agent, config.env_id, config.agent.agent, args.seed, not args.stochastic, device
+    )
     result = evaluate(
         agent, config.env_id, args.episodes, args.seed, not args.stochastic, device=device
     )
     report = {"checkpoint": str(path), "env_id": config.env_id, "agent": config.agent.agent}
     report.update(result.to_dict())
+    if rendered:
+        report["rendered"] = rendered.to_dict()
     if args.json:
         print(json.dumps(report))
     else:
@@ -142,12 +284,107 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"  (min {report['min_return']:.0f}, max {report['max_return']:.0f},"
             f" mean length {report['mean_length']:.1f}) over {report['episodes']} episodes"
         )
+        if rendered:
+            print(rendered.describe())
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from envs.batched import check_env_id
+    from rlrnn import compare
+    from rlrnn.training import resolve_device
+
+    check_env_id(args.env_id)
+    resolve_device(args.device)
+    if args.full and args.agents:
+        raise UsageError("--full compares all agents; leave out --agents or --full")
+    agents = list(compare.FULL_AGENTS if args.full else args.agents or ())
+    if not agents and not args.runs:
+        agents = list(compare.DEFAULT_AGENTS)
+    seeds = args.seeds if args.seeds is not None else (5 if args.full else 3)
+    if seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    for name in ("episodes", "total_timesteps", "workers", "frame_stack"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    overrides = {"device": args.device}
+    if args.total_timesteps is not None:
+        overrides["ppo.total_timesteps"] = args.total_timesteps
+    if args.eval_interval is not None:
+        overrides["eval_interval"] = args.eval_interval
+    existing = [compare.existing_run(d, args.env_id) for d in args.runs]
+    specs = (
+        compare.plan_runs(
+            agents,
+            list(range(args.first_seed, args.first_seed + seeds)),
+            args.env_id,
+            args.out,
+            overrides,
+            args.frame_stack,
+        )
+        if agents
+        else []
+    )
+    labels = [s.label for s in specs + existing]
+    if len(set(labels)) != len(labels):
+        raise UsageError("two runs of the same agent and seed; drop one of them")
+    for spec in specs:
+        compare.check_reusable(spec)
+    out_dir = compare.prepare_out_dir(args.out)
+    workers = args.workers or compare.default_workers(len(specs))
+    records = compare.run_all(specs, args.episodes, workers, show_progress=not args.quiet)
+    records += [compare.run_one(s, args.episodes, train_if_needed=False) for s in existing]
+    command = shlex.join(["rlrnn", *args.argv])
+    rows = compare.write_report(out_dir, records, args.env_id, args.episodes, command)
+    if not args.quiet:
+        threshold = records[0]["summary"]["reward_threshold"]
+        print(compare.results_markdown(rows, args.env_id, args.episodes, threshold))
+        print(f"Report: {out_dir}/ (learning_curves.png, results.md, results.csv, configs/)")
+    return 0
+
+
+def _agents(args: argparse.Namespace) -> int:
+    from agents import AGENTS
+    from rlrnn.config import SB3_AGENTS
+    from rlrnn.hyperparams import describe
+
+    descriptions = {name: text for name, (_, text) in AGENTS.items()} | SB3_AGENTS
+    for name, text in descriptions.items():
+        print(f"{name:18} {text}\n{'':18} defaults: {describe(name)}")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from rlrnn import probe
+    from rlrnn.training import resolve_device
+
+    report = probe.probe_command(
+        args.run, args.checkpoint, args.episodes, args.seed, args.test_fraction, args.alpha,
+        args.stochastic, args.untrained, args.compare, args.out, resolve_device(args.device),
+    )  # fmt: skip
+    print(json.dumps(report) if args.json else probe.describe_report(report))
+    return 0
+
+
+def _gradflow(args: argparse.Namespace) -> int:
+    from rlrnn import gradflow
+    from rlrnn.training import resolve_device
+
+    report = gradflow.gradflow_command(
+        args.runs, args.checkpoint, args.cores, args.hidden_size, args.num_layers,
+        args.forget_bias, args.steps, args.batch, args.seed, args.env_id, args.clip_steps,
+        args.clip_seeds, args.clip_norms, args.clip_agent, args.out, resolve_device(args.device),
+    )  # fmt: skip
+    print(json.dumps(report) if args.json else gradflow.describe_report(report))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return args.handler(args)
     except (UsageError, EnvError) as e:

@@ -34,8 +34,8 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "lstm2": {"agent": {"num_layers": 2}},
     "gru": {},
     "rnn": {},
-    "mlp": {"agent": {"hidden_size": 64}},
-    "framestack": {"agent": {"hidden_size": 64, "frame_stack": 4}},
+    "mlp": {},
+    "framestack": {"agent": {"frame_stack": 4}},
     "sb3-ppo": {
         # MlpPolicy: two tanh layers of 64 in each head, no shared trunk.
         "agent": {

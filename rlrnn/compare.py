@@ -1,0 +1,458 @@
+"""``rlrnn compare``: several agents over several seeds on one env, judged the same way.
+
+Each (agent, seed) trains into ``<out>/runs/<agent>-s<seed>/`` with the agent's tuned defaults
+(:mod:`rlrnn.hyperparams`), in worker processes side by side; a finished run whose config matches
+is re-used, so re-running a comparison only trains what is missing. Every run's final and best
+checkpoints are then evaluated on the same ``episodes`` fresh episodes, and the report folder gets
+``learning_curves.png``, ``results.csv``, ``results.md``, ``report.json`` and ``configs/``.
+
+Statistics across seeds: the mean with a 95% percentile-bootstrap confidence interval over seeds,
+and the interquartile mean (IQM) of all final-evaluation episodes pooled over seeds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import io
+import json
+import math
+import multiprocessing
+import os
+import platform
+import shutil
+import statistics
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rlrnn.checkpoint import atomic_write, atomic_write_text, load_checkpoint
+from rlrnn.config import AGENT_NAMES, RunConfig
+from rlrnn.errors import UsageError
+from rlrnn.evaluation import evaluate
+from rlrnn.hyperparams import default_config
+
+DEFAULT_AGENTS = ("mlp", "framestack", "lstm")
+FULL_AGENTS = AGENT_NAMES
+EVAL_FILE = "compare_eval.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (agent, seed) run of a comparison."""
+
+    config: RunConfig
+    run_dir: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.agent.agent} s{self.config.seed}"
+
+
+def plan_runs(
+    agents: list[str],
+    seeds: list[int],
+    env_id: str,
+    out_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    frame_stack: int | None = None,
+) -> list[RunSpec]:
+    """The runs of a comparison: each agent's tuned config with ``overrides`` (dotted keys such
+    as ``"ppo.total_timesteps"``) for each seed; ``frame_stack`` sets the framestack agent's k."""
+    unknown = [a for a in agents if a not in AGENT_NAMES]
+    if unknown:
+        raise UsageError(f"unknown agent {unknown[0]!r}; choose from {', '.join(AGENT_NAMES)}")
+    if not seeds:
+        raise UsageError("a comparison needs at least one seed")
+    if len(set(agents)) != len(agents):
+        raise UsageError("each agent may appear only once in --agents")
+    if frame_stack is not None and frame_stack < 1:
+        raise UsageError(f"frame_stack (k) must be >= 1, got {frame_stack}")
+    specs = []
+    for agent in agents:
+        data = default_config(agent).to_dict()
+        data["env_id"] = env_id
+        for key, value in (overrides or {}).items():
+            section, _, name = key.rpartition(".")
+            (data[section] if section else data)[name] = value
+        if agent == "framestack" and frame_stack is not None:
+            data["agent"]["frame_stack"] = frame_stack
+        config = RunConfig.from_dict(data)
+        for seed in seeds:
+            specs.append(RunSpec(replace(config, seed=seed), out_dir / "runs" / f"{agent}-s{seed}"))
+    return specs
+
+
+def existing_run(run_dir: Path, env_id: str) -> RunSpec:
+    """A finished run folder (from ``rlrnn train`` or an earlier comparison) to include."""
+    run_dir = Path(run_dir)
+    for name in ("config.json", "summary.json", "final.pt", "best.pt"):
+        if not (run_dir / name).is_file():
+            raise UsageError(f"{run_dir} is not a finished run folder (no {name})")
+    try:
+        config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"{run_dir}/config.json is damaged") from None
+    if config.env_id != env_id:
+        raise UsageError(f"run folder {run_dir} is from env {config.env_id}, not {env_id}")
+    return RunSpec(config, run_dir)
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _differences(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def check_reusable(spec: RunSpec) -> None:
+    """Refuse to train over a run folder that holds a run of another config."""
+    config_file = spec.run_dir / "config.json"
+    if not config_file.is_file():
+        return
+    saved = json.loads(config_file.read_text())
+    differs = _differences(saved, json.loads(spec.config.to_json()))
+    if differs:
+        raise UsageError(
+            f"{spec.run_dir} holds a run with another config (differs in {', '.join(differs)});"
+            " choose another --out or delete it"
+        )
+
+
+def _needs_training(spec: RunSpec) -> bool:
+    """False for a finished run of the same config; a half-written one is cleared."""
+    if not spec.run_dir.exists():
+        return True
+    check_reusable(spec)
+    if (spec.run_dir / "summary.json").is_file():
+        return False
+    shutil.rmtree(spec.run_dir)  # an unfinished run of this comparison: start it again
+    return True
+
+
+def run_one(spec: RunSpec, episodes: int, train_if_needed: bool = True) -> dict[str, Any]:
+    """Train ``spec`` if needed, evaluate its final and best checkpoints; returns its record."""
+    from rlrnn.training import train  # imported here: a worker process starts from this call
+
+    torch.set_num_threads(spec.config.torch_threads)
+    trained = train_if_needed and _needs_training(spec)
+    if trained:
+        train(spec.config, spec.run_dir, show_progress=False)
+    summary = json.loads((spec.run_dir / "summary.json").read_text())
+    eval_file = spec.run_dir / EVAL_FILE
+    evals = json.loads(eval_file.read_text()) if eval_file.is_file() and not trained else {}
+    if evals.get("episodes") != episodes:
+        evals = {"episodes": episodes}
+        for which in ("final", "best"):
+            policy, config, _ = load_checkpoint(spec.run_dir / f"{which}.pt")
+            result = evaluate(policy, config.env_id, episodes)
+            evals[which] = result.returns.tolist()
+        atomic_write_text(eval_file, json.dumps(evals))
+    return {
+        "agent": spec.config.agent.agent,
+        "seed": spec.config.seed,
+        "run_dir": str(spec.run_dir),
+        "trained": trained,
+        "summary": summary,
+        "final_returns": evals["final"],
+        "best_returns": evals["best"],
+    }
+
+
+def run_all(
+    specs: list[RunSpec], episodes: int, workers: int, show_progress: bool = True
+) -> list[dict[str, Any]]:
+    """Run ``specs`` on ``workers`` processes (in this one when 1); records in ``specs`` order."""
+    records: dict[int, dict[str, Any]] = {}
+    bar = tqdm(total=len(specs), unit="run", desc="compare", disable=not show_progress)
+
+    def done(index: int, record: dict[str, Any]) -> None:
+        records[index] = record
+        s = record["summary"]
+        solved = (
+            f"solved at {s['solved_at_steps']:,} steps"
+            if s["solved_at_steps"] is not None
+            else "not solved"
+        )
+        reused = "" if record["trained"] else " (re-used)"
+        if show_progress:
+            bar.write(
+                f"{specs[index].label}: {solved},"
+                f" final {statistics.mean(record['final_returns']):.1f}{reused}"
+            )
+        bar.update()
+
+    if workers <= 1:
+        for i, spec in enumerate(specs):
+            bar.set_postfix_str(f"running {spec.label}")
+            done(i, run_one(spec, episodes))
+    else:
+        context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
+        with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            queue = list(enumerate(specs))
+            running: dict[cf.Future, int] = {}
+            while queue or running:
+                while queue and len(running) < workers:  # submit only what starts now
+                    i, spec = queue.pop(0)
+                    running[pool.submit(run_one, spec, episodes)] = i
+                labels = ", ".join(specs[i].label for i in sorted(running.values()))
+                bar.set_postfix_str(f"running {labels}")
+                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    done(running.pop(future), future.result())
+    bar.close()
+    return [records[i] for i in range(len(specs))]
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def bootstrap_ci(
+    samples: np.ndarray, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over axis 0 of ``samples`` ``(S, G)`` and its percentile-bootstrap interval.
+
+    NaNs (a seed without a value at that point) are left out of each mean.
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, samples.shape[0], size=(resamples, samples.shape[0]))
+    with warnings.catch_warnings():  # all-NaN columns (no seed there yet) stay NaN, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(samples[picks], axis=1)  # (R, S, G) -> (R, G)
+        tail = (1 - confidence) / 2 * 100
+        low, high = np.nanpercentile(means, [tail, 100 - tail], axis=0)
+        return np.nanmean(samples, axis=0), low, high
+
+
+def iqm(values: np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50% of ``values``."""
+    values = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    n = len(values)
+    cut = n // 4
+    return float(values[cut : n - cut].mean()) if n - 2 * cut > 0 else float(values.mean())
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """One row of the results table."""
+
+    agent: str
+    seeds: int
+    final_mean: float
+    final_ci_low: float
+    final_ci_high: float
+    final_iqm: float
+    best_mean: float
+    success_rate: float | None  # seeds whose best checkpoint reaches the threshold
+    solved_seeds: int  # seeds whose periodic evaluation reached the threshold in training
+    median_steps_to_solve: float | None
+    median_seconds_to_solve: float | None
+    steps_per_second: float
+    parameters: int
+
+
+def summarize(agent: str, records: list[dict[str, Any]]) -> AgentResult:
+    finals = np.array([r["final_returns"] for r in records])  # (S, episodes)
+    bests = np.array([r["best_returns"] for r in records])
+    mean, low, high = bootstrap_ci(finals.mean(axis=1))
+    summaries = [r["summary"] for r in records]
+    threshold = summaries[0]["reward_threshold"]
+    solved = [s for s in summaries if s["solved_at_steps"] is not None]
+
+    def median(key: str) -> float | None:
+        return statistics.median(s[key] for s in solved) if solved else None
+
+    return AgentResult(
+        agent=agent,
+        seeds=len(records),
+        final_mean=float(mean[0]),
+        final_ci_low=float(low[0]),
+        final_ci_high=float(high[0]),
+        final_iqm=iqm(finals),
+        best_mean=float(bests.mean()),
+        success_rate=None if threshold is None else float((bests.mean(1) >= threshold).mean()),
+        solved_seeds=len(solved),
+        median_steps_to_solve=median("solved_at_steps"),
+        median_seconds_to_solve=median("solved_at_seconds"),
+        steps_per_second=statistics.median(s["steps_per_second"] for s in summaries),
+        parameters=summaries[0]["parameters"],
+    )
+
+
+def by_agent(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(r["agent"], []).append(r)
+    return groups
+
+
+# ---------------------------------------------------------------- report
+
+
+def results_csv(rows: list[AgentResult]) -> str:
+    buffer = io.StringIO()
+    names = list(AgentResult.__dataclass_fields__)
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow(["" if getattr(row, n) is None else getattr(row, n) for n in names])
+    return buffer.getvalue()
+
+
+def results_markdown(
+    rows: list[AgentResult], env_id: str, episodes: int, threshold: float | None
+) -> str:
+    def number(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    th = "threshold" if threshold is None else f"{threshold:g}"
+    lines = [
+        f"# {env_id}: final return over {episodes} fresh episodes per seed",
+        "",
+        f"| agent | seeds | final return, mean [95% CI] | IQM | best.pt return"
+        f" | success (best.pt >= {th}) | solved in training | median steps to solve"
+        " | median seconds to solve | steps/s | parameters |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        success = "-" if r.success_rate is None else f"{r.success_rate:.0%}"
+        lines.append(
+            f"| {r.agent} | {r.seeds} | {r.final_mean:.1f} [{r.final_ci_low:.1f},"
+            f" {r.final_ci_high:.1f}] | {r.final_iqm:.1f} | {r.best_mean:.1f} | {success}"
+            f" | {r.solved_seeds}/{r.seeds} | {number(r.median_steps_to_solve, ',.0f')}"
+            f" | {number(r.median_seconds_to_solve, '.1f')} | {r.steps_per_second:,.0f}"
+            f" | {r.parameters:,} |"
+        )
+    lines += [
+        "",
+        "Final return: the final weights (final.pt), deterministic actions; the 95% CI is a"
+        " percentile bootstrap over seeds; IQM pools all episodes of all seeds. best.pt: the"
+        " weights of the best periodic evaluation. Solved in training: a periodic evaluation"
+        f" mean reached {th}; steps and seconds to solve are medians over those seeds"
+        " (seconds are training time, evaluations excluded).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def curves(records: list[dict[str, Any]], key: str, grid: np.ndarray) -> np.ndarray:
+    """Each seed's evaluation returns on ``grid`` of ``key`` (env_steps or train_seconds):
+    linear between evaluations, NaN before the first, held after the last."""
+    rows = []
+    for r in records:
+        evals = r["summary"]["evaluations"]
+        x = np.array([e[key] for e in evals], dtype=np.float64)
+        y = np.array([e["mean_return"] for e in evals], dtype=np.float64)
+        rows.append(np.interp(grid, x, y, left=np.nan, right=y[-1]))
+    return np.array(rows)  # (S, G)
+
+
+def plot_learning_curves(
+    groups: dict[str, list[dict[str, Any]]], env_id: str, threshold: float | None, path: Path
+) -> None:
+    """Evaluation return vs env steps and vs training seconds: mean and 95% bootstrap band."""
+    from rlrnn.plots import plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=120)
+    colors = plt.get_cmap("tab10").colors
+    for color, (agent, records) in zip(colors, groups.items(), strict=False):
+        steps = sorted({e["env_steps"] for r in records for e in r["summary"]["evaluations"]})
+        end = max(r["summary"]["evaluations"][-1]["train_seconds"] for r in records)
+        start = min(r["summary"]["evaluations"][0]["train_seconds"] for r in records)
+        seconds = np.geomspace(max(start, 1e-3), max(end, 2e-3), 200)
+        for ax, key, grid in (
+            (axes[0], "env_steps", np.array(steps, dtype=np.float64)),
+            (axes[1], "train_seconds", seconds),
+        ):
+            mean, low, high = bootstrap_ci(curves(records, key, grid))
+            ax.plot(grid, mean, color=color, label=f"{agent} ({len(records)} seeds)")
+            ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
+    for ax, label in zip(axes, ("env steps", "training seconds (log scale)"), strict=True):
+        if threshold is not None:
+            ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+            ax.annotate(
+                f"solved ({threshold:g})",
+                (1, threshold),
+                xycoords=("axes fraction", "data"),
+                ha="right",
+                va="bottom",
+                color="grey",
+                fontsize=8,
+            )
+        ax.set_xlabel(label)
+        ax.set_ylabel("evaluation return (deterministic)")
+        ax.grid(alpha=0.3)
+    axes[1].set_xscale("log")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9)
+    fig.suptitle(f"{env_id}: mean over seeds, 95% bootstrap confidence band")
+    fig.tight_layout(rect=(0, 0.06 * math.ceil(len(labels) / 4), 1, 1))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def machine() -> str:
+    return (
+        f"{platform.machine()} {platform.processor() or platform.system()},"
+        f" {os.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}"
+    )
+
+
+def write_report(
+    out_dir: Path, records: list[dict[str, Any]], env_id: str, episodes: int, command: str
+) -> list[AgentResult]:
+    """Write the report files into ``out_dir``; returns the table rows."""
+    groups = by_agent(records)
+    rows = [summarize(agent, recs) for agent, recs in groups.items()]
+    threshold = records[0]["summary"]["reward_threshold"]
+    configs = out_dir / "configs"
+    configs.mkdir(exist_ok=True)
+    for r in records:
+        config = (Path(r["run_dir"]) / "config.json").read_text()
+        atomic_write_text(configs / f"{r['agent']}-s{r['seed']}.json", config)
+    plot_learning_curves(groups, env_id, threshold, out_dir / "learning_curves.png")
+    atomic_write_text(out_dir / "results.csv", results_csv(rows))
+    markdown = results_markdown(rows, env_id, episodes, threshold)
+    footer = f"\nCommand: `{command}`  \nMachine: {machine()}\n"
+    atomic_write_text(out_dir / "results.md", markdown + footer)
+    report = {
+        "env_id": env_id,
+        "episodes": episodes,
+        "command": command,
+        "machine": machine(),
+        "results": [r.__dict__ for r in rows],
+        "runs": [{k: v for k, v in r.items() if k != "summary"} for r in records],
+    }
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1))
+    return rows
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder")
+    try:
+        (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write report folder {out_dir}: {e.strerror}") from None
+    return out_dir
+
+
+def default_workers(runs: int) -> int:
+    return max(1, min(runs, os.cpu_count() or 1))
