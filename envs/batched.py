@@ -9,6 +9,7 @@ bootstrapping.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Protocol
 
 import gymnasium as gym
@@ -50,7 +51,13 @@ class GymnasiumBatchedEnv:
     between numpy and tensors on ``device`` at this edge only.
     """
 
-    def __init__(self, env_id: str, num_envs: int, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+        max_episode_steps: int | None = None,
+    ) -> None:
         probe = _make_checked(env_id)
         self.num_envs = num_envs
         self.device = torch.device(device)
@@ -59,9 +66,12 @@ class GymnasiumBatchedEnv:
         spec = probe.spec
         self.max_episode_steps = spec.max_episode_steps if spec else None
         self.reward_threshold = spec.reward_threshold if spec else None
+        if max_episode_steps is not None:  # another time limit: the threshold no longer applies
+            self.max_episode_steps, self.reward_threshold = max_episode_steps, None
         probe.close()
+        make = functools.partial(gym.make, env_id, max_episode_steps=max_episode_steps)
         self._vec = SyncVectorEnv(
-            [lambda: gym.make(env_id) for _ in range(num_envs)],
+            [make] * num_envs,
             autoreset_mode=AutoresetMode.SAME_STEP,
         )
 
@@ -120,10 +130,19 @@ def check_env_id(env_id: str) -> None:
         _make_checked(env_id).close()
 
 
-def make_batched_env(env_id: str, num_envs: int, device: str | torch.device = "cpu") -> BatchedEnv:
-    """The tensor cart-pole for the built-in ids, gymnasium's vector API for any other id."""
+def make_batched_env(
+    env_id: str,
+    num_envs: int,
+    device: str | torch.device = "cpu",
+    max_episode_steps: int | None = None,
+) -> BatchedEnv:
+    """The tensor cart-pole for the built-in ids, gymnasium's vector API for any other id.
+
+    ``max_episode_steps`` replaces the env's time limit (None keeps it).
+    """
     from envs.tensor_cartpole import TensorCartPole
 
     if env_id in TENSOR_CARTPOLES:
-        return TensorCartPole(num_envs, device, position_only=TENSOR_CARTPOLES[env_id])
-    return GymnasiumBatchedEnv(env_id, num_envs, device)
+        limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+        return TensorCartPole(num_envs, device, position_only=TENSOR_CARTPOLES[env_id], **limit)
+    return GymnasiumBatchedEnv(env_id, num_envs, device, max_episode_steps)

@@ -12,18 +12,14 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from agents import ActorCritic, make_agent
 from rlrnn.config import SB3_AGENTS, RunConfig
 from rlrnn.errors import UsageError
-
-if TYPE_CHECKING:
-    from rlrnn.sb3 import SB3Policy
-
-    Policy = ActorCritic | SB3Policy
+from rlrnn.evaluation import Policy
 
 FORMAT = "rlrnn-checkpoint"
 FORMAT_VERSION = 1

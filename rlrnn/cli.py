@@ -63,6 +63,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    robust = p.add_argument_group("robustness", "play under conditions the agent did not train in")
+    robust.add_argument(
+        "--obs-noise", type=float, default=0.0, metavar="SIGMA",
+        help="standard deviation of Gaussian noise added to every observation",
+    )  # fmt: skip
+    robust.add_argument(
+        "--max-episode-steps", type=int, metavar="N", help="episode time limit instead of the env's"
+    )
     show = p.add_argument_group(
         "watching", "frames show the hidden velocities, true and as the agent's state holds them"
     )
@@ -250,12 +258,15 @@ def _describe(s: dict, run_dir: Path) -> str:
 def _evaluate(args: argparse.Namespace) -> int:
     from rlrnn.checkpoint import load_checkpoint
     from rlrnn.evaluation import evaluate
+    from rlrnn.rendering import RenderRequest
     from rlrnn.training import resolve_device
 
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
-    from rlrnn.rendering import RenderRequest
-
+    if not args.obs_noise >= 0:  # also refuses nan
+        raise UsageError(f"--obs-noise must be >= 0, got {args.obs_noise}")
+    if args.max_episode_steps is not None and args.max_episode_steps < 1:
+        raise UsageError(f"--max-episode-steps must be >= 1, got {args.max_episode_steps}")
     render = RenderRequest.create(
         args.render == "human", args.video, args.gif, args.render_episodes,
         args.render_max_steps, args.fps,
@@ -269,24 +280,53 @@ def _evaluate(args: argparse.Namespace) -> int:
         agent, config.env_id, config.agent.agent, args.seed, not args.stochastic, device
     )
     result = evaluate(
-        agent, config.env_id, args.episodes, args.seed, not args.stochastic, device=device
+        agent,
+        config.env_id,
+        args.episodes,
+        args.seed,
+        not args.stochastic,
+        device=device,
+        obs_noise=args.obs_noise,
+        max_episode_steps=args.max_episode_steps,
     )
-    report = {"checkpoint": str(path), "env_id": config.env_id, "agent": config.agent.agent}
+    report = {
+        "checkpoint": str(path),
+        "env_id": config.env_id,
+        "agent": config.agent.agent,
+        "deterministic": not args.stochastic,
+        "seed": args.seed,
+        "obs_noise": args.obs_noise,
+        "max_episode_steps": args.max_episode_steps,
+    }
     report.update(result.to_dict())
     if rendered:
         report["rendered"] = rendered.to_dict()
     if args.json:
         print(json.dumps(report))
     else:
-        print(
-            f"{report['agent']} on {report['env_id']} ({path}):\n"
-            f"  return {report['mean_return']:.1f} +/- {report['std_return']:.1f}"
-            f"  (min {report['min_return']:.0f}, max {report['max_return']:.0f},"
-            f" mean length {report['mean_length']:.1f}) over {report['episodes']} episodes"
-        )
+        print(_evaluation_table(report))
         if rendered:
             print(rendered.describe())
     return 0
+
+
+def _evaluation_table(r: dict) -> str:
+    mode = "deterministic" if r["deterministic"] else "stochastic"
+    changed = []
+    if r["obs_noise"]:
+        changed.append(f"Gaussian observation noise, sigma {r['obs_noise']:g}")
+    if r["max_episode_steps"] is not None:
+        changed.append(f"episode limit {r['max_episode_steps']} steps")
+    return "\n".join(
+        [
+            f"{r['agent']} on {r['env_id']} ({r['checkpoint']}):"
+            f" {r['episodes']} episodes, {mode} actions, seed {r['seed']}",
+            f"changed: {'; '.join(changed)}" if changed else "changed: nothing (as trained)",
+            f"  {'return mean +/- std':>22}  {'min':>7}  {'max':>7}  {'mean length':>11}",
+            f"  {r['mean_return']:>13.1f} +/- {r['std_return']:<5.1f}  {r['min_return']:>7.0f}"
+            f"  {r['max_return']:>7.0f}  {r['mean_length']:>11.1f}",
+        ]
+    )
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from agents import ActorCritic
 from envs import make_batched_env
+
+
+class Policy(Protocol):
+    """What the evaluator needs of a policy: rlrnn's agents and the SB3 adapter both have it."""
+
+    def initial_state(self, batch_size: int, device: torch.device | str) -> Any: ...
+
+    def act(
+        self, obs: torch.Tensor, state: Any, episode_starts: torch.Tensor, deterministic: bool
+    ) -> tuple[torch.Tensor, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -37,20 +47,31 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(
-    agent: ActorCritic,
+    agent: Policy,
     env_id: str,
     episodes: int,
     seed: int = 10_000,
     deterministic: bool = True,
     device: torch.device | str = "cpu",
+    obs_noise: float = 0.0,
+    max_episode_steps: int | None = None,
     check_every: int = 32,
     max_steps: int = 100_000,
 ) -> EvalResult:
     """Run ``episodes`` episodes in parallel, one per environment, and collect their returns.
 
     Evaluation seeds default far from training seeds so the start states are unseen ones.
+    Robustness checks: ``obs_noise`` adds Gaussian noise of that standard deviation to what the
+    policy observes (seeded by ``seed``); ``max_episode_steps`` replaces the env's time limit.
     """
-    env = make_batched_env(env_id, episodes, device)
+    env = make_batched_env(env_id, episodes, device, max_episode_steps)
+    noise = torch.Generator(device=device).manual_seed(seed)
+
+    def observe(obs: torch.Tensor) -> torch.Tensor:
+        if obs_noise == 0:
+            return obs
+        return obs + obs_noise * torch.randn(obs.shape, generator=noise, device=obs.device)
+
     obs = env.reset(seed)
     starts = torch.ones(episodes, device=device)
     state = agent.initial_state(episodes, device)
@@ -59,7 +80,7 @@ def evaluate(
     running = torch.ones(episodes, dtype=torch.bool, device=device)
     step = 0
     while True:
-        actions, state = agent.act(obs, state, starts, deterministic)
+        actions, state = agent.act(observe(obs), state, starts, deterministic)
         result = env.step(actions)
         returns += result.reward * running
         lengths += running

@@ -66,7 +66,30 @@ def test_evaluate_prints_json(trained_run):
 def test_evaluate_human_readable_and_best_checkpoint(trained_run):
     result = run("evaluate.py", str(trained_run), "--episodes", "3", "--checkpoint", "best")
     assert result.returncode == 0, result.stderr
-    assert "over 3 episodes" in result.stdout
+    header, changed, columns, values = result.stdout.strip().splitlines()
+    assert "best.pt): 3 episodes, deterministic actions, seed 10000" in header
+    assert changed == "changed: nothing (as trained)"
+    assert columns.split() == ["return", "mean", "+/-", "std", "min", "max", "mean", "length"]
+    mean, _, std, low, high, length = values.split()
+    assert float(low) <= float(mean) <= float(high) and float(std) >= 0 and float(length) > 0
+
+
+def test_evaluate_robustness_options_change_the_episodes_and_say_so(trained_run):
+    def report(*args: str) -> dict:
+        result = run("evaluate.py", str(trained_run), "--episodes", "6", "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    plain = report()
+    short = report("--max-episode-steps", "5")
+    assert short["max_episode_steps"] == 5 and short["max_return"] <= 5 < plain["max_return"]
+    noisy = report("--obs-noise", "0.5")
+    assert noisy["obs_noise"] == 0.5 and plain["obs_noise"] == 0.0
+    assert noisy["mean_return"] != plain["mean_return"]  # a different observation stream
+    assert report("--obs-noise", "0.5") == noisy  # ... and a reproducible one
+    text = run("evaluate.py", str(trained_run), "--episodes", "2", "--obs-noise", "0.1",
+               "--max-episode-steps", "9").stdout  # fmt: skip
+    assert "changed: Gaussian observation noise, sigma 0.1; episode limit 9 steps" in text
 
 
 def test_console_script_and_mlp_agent(tmp_path):
@@ -108,7 +131,9 @@ def assert_usage_error(result: subprocess.CompletedProcess, fragment: str) -> No
         (["--num-envs", "6", "--num-minibatches", "4"], "must divide num_envs"),
         (["--num-steps", "0"], "num_steps must be >= 1"),
         (["--learning-rate", "fast"], "invalid float value: 'fast'"),
-        (["--backend", "torch", "--agent", "gru"], "backend 'torch' is for the lstm agent"),
+        (["--backend", "torch", "--agent", "gru"], "backend 'torch' is for the lstm agents"),
+        (["--agent", "framestack", "--frame-stack", "0"], "frame_stack (k) must be >= 1, got 0"),
+        (["--agent", "sb3-ppo", "--backend", "torch"], "backend 'torch' is for the lstm agents"),
     ],
 )
 def test_train_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
@@ -136,3 +161,7 @@ def test_evaluate_bad_input_is_one_line_and_exit_2(tmp_path, trained_run):
     corrupt.write_bytes((trained_run / "final.pt").read_bytes()[:500])
     assert_usage_error(run("evaluate.py", str(corrupt)), "damaged or not an rlrnn checkpoint")
     assert_usage_error(run("evaluate.py", str(trained_run), "--episodes", "0"), "--episodes")
+    bad_noise = run("evaluate.py", str(trained_run), "--obs-noise", "-0.1")
+    assert_usage_error(bad_noise, "--obs-noise must be >= 0, got -0.1")
+    bad_limit = run("evaluate.py", str(trained_run), "--max-episode-steps", "0")
+    assert_usage_error(bad_limit, "--max-episode-steps must be >= 1, got 0")
