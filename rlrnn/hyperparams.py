@@ -31,7 +31,7 @@ _SB3_ZOO_PPO: dict[str, Any] = {
 
 HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "lstm": {},
-    "lstm2": {"agent": {"num_layers": 2}},
+    "lstm2": {"agent": {"num_layers": 2, "hidden_size": 16}},
     "gru": {},
     "rnn": {},
     "mlp": {},
