@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt
 
+from rlrnn.files import save_figure
+
 
 def plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
     """Deterministic evaluation return against env steps, with the solve threshold."""
@@ -34,5 +36,5 @@ def plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

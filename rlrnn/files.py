@@ -1,0 +1,83 @@
+"""Every file rlrnn writes goes through here: checked before any work, written to a temporary
+file beside its target and renamed, so a crash leaves the old file or the new one, never half."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from rlrnn.errors import UsageError
+
+
+def check_output_path(path: Path, suffixes: Sequence[str], what: str = "output") -> Path:
+    """``path`` if a file with one of ``suffixes`` can be written there, else a UsageError."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(
+            f"{what} {path}: unknown file type {path.suffix or '(none)'!r};"
+            f" use {' or '.join(suffixes)}"
+        )
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {what} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {what} {path}: directory {parent} is not writable")
+    return path
+
+
+class TempOutput:
+    """A temporary file beside ``path`` (same suffix, so writers pick the format by name) that
+    ``commit`` renames to ``path`` with the permissions of a normally created file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp" + self.path.suffix
+        )
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> None:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from others
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temporary path that becomes ``path`` if the block succeeds and vanishes if not."""
+    output = TempOutput(path)
+    try:
+        yield output.tmp
+        output.commit()
+    except BaseException:
+        output.discard()
+        raise
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, sync it, rename it."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib figure as a PNG, atomically."""
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
