@@ -11,6 +11,7 @@ hash of (its seed, its episode number): episodes are the same whatever the batch
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -111,6 +112,31 @@ class TensorCartPole:
         self._refill_start_table()
         self.state = self._start_states()
         return self.observe(self.state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the coming steps, for resuming a run bit for bit."""
+        return {
+            "state": self.state,
+            "elapsed": self.elapsed,
+            "seeds": self._seeds,
+            "episodes": self._episodes,
+            "table": self._table,
+            "table_base": self._table_base,
+            "steps_since_refill": self._steps_since_refill,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        if saved["state"].shape != self.state.shape:
+            raise ValueError(
+                f"saved env state is for {saved['state'].shape[0]} envs, not {self.num_envs}"
+            )
+        to = {"device": self.device}
+        self.state = saved["state"].to(dtype=self.dtype, **to)
+        self.elapsed = saved["elapsed"].to(**to)
+        self._seeds, self._episodes = saved["seeds"].to(**to), saved["episodes"].to(**to)
+        self._table = saved["table"].to(dtype=self.dtype, **to)
+        self._table_base = saved["table_base"].to(**to)
+        self._steps_since_refill = int(saved["steps_since_refill"])
 
     def step(self, actions: Tensor) -> StepResult:
         """Push each cart left (action 0) or right (action 1) for one time step of 0.02 s."""

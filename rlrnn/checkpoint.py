@@ -9,8 +9,6 @@ so a crash leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +18,10 @@ from agents import ActorCritic, make_agent
 from rlrnn.config import SB3_AGENTS, RunConfig
 from rlrnn.errors import UsageError
 from rlrnn.evaluation import Policy
+from rlrnn.files import atomic_write
 
 FORMAT = "rlrnn-checkpoint"
 FORMAT_VERSION = 1
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def env_signature(obs_dim: int, num_actions: int, env_id: str) -> dict[str, Any]:
@@ -55,9 +35,11 @@ def write_checkpoint(
     model: dict[str, torch.Tensor],
     extra: dict[str, Any] | None = None,
     obs_rms: dict[str, torch.Tensor] | None = None,
+    trainer: dict[str, Any] | None = None,
 ) -> None:
     """Write a checkpoint: weights ``model``, the config, the env signature ``env`` and JSON
-    ``extra``; ``obs_rms`` holds observation-normalisation statistics kept outside the model."""
+    ``extra``; ``obs_rms`` holds observation-normalisation statistics kept outside the model,
+    ``trainer`` the training state a resume needs (tensors, numbers and strings only)."""
     payload = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -68,6 +50,8 @@ def write_checkpoint(
     }
     if obs_rms is not None:
         payload["obs_rms"] = obs_rms
+    if trainer is not None:
+        payload["trainer"] = trainer
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
@@ -96,14 +80,8 @@ def build_agent(config: RunConfig, obs_dim: int, num_actions: int) -> ActorCriti
     )
 
 
-def load_checkpoint(
-    path: Path, device: torch.device | str = "cpu"
-) -> tuple[Policy, RunConfig, dict[str, Any]]:
-    """Load a checkpoint file into a fresh policy; every way it can be wrong is a UsageError.
-
-    The policy is an :class:`ActorCritic` for rlrnn's agents and an :class:`rlrnn.sb3.SB3Policy`
-    for the reference agents; both act through ``initial_state`` / ``act`` and ``predict``.
-    """
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checked contents of a checkpoint file; every way it can be wrong is a UsageError."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"checkpoint not found: {path}")
@@ -118,11 +96,70 @@ def load_checkpoint(
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UsageError(f"{path} is not an rlrnn checkpoint")
-    if payload.get("version") != FORMAT_VERSION:
+    version = payload.get("version")
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
         raise UsageError(
-            f"{path} has checkpoint format version {payload.get('version')}; this rlrnn reads"
-            f" version {FORMAT_VERSION}"
+            f"{path} has checkpoint format version {version}; this rlrnn reads version"
+            f" {FORMAT_VERSION}" + (" (it was written by a newer rlrnn: upgrade)" if newer else "")
         )
+    return payload
+
+
+def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """What differs between the weights an agent has and the weights a file holds."""
+
+    def listed(items: list[str], sep: str = ", ", limit: int = 3) -> str:
+        more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+        return sep.join(items[:limit]) + more
+
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [
+        f"{k} is {tuple(found[k].shape)} in the file, {tuple(expected[k].shape)} in the agent"
+        for k in expected
+        if k in found and found[k].shape != expected[k].shape
+    ]
+    parts = []
+    if shapes:
+        parts.append(listed(shapes, "; ", 2))
+    if missing:
+        parts.append(f"missing {listed(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {listed(unexpected)}")
+    return "; ".join(parts) or "same names and shapes"
+
+
+def check_env(path: Path, saved: dict[str, Any], env_id: str) -> None:
+    """Refuse to play a checkpoint on an env whose observations or actions differ in size."""
+    from envs import make_batched_env
+
+    env = make_batched_env(env_id, 1)
+    here = {"obs_dim": env.obs_dim, "num_actions": env.num_actions}
+    close = getattr(env, "close", None)
+    if close is not None:
+        close()
+    differs = [
+        f"{key.replace('_', ' ')} {int(saved[key])} there, {here[key]} in {env_id}"
+        for key in here
+        if int(saved[key]) != here[key]
+    ]
+    if differs:
+        raise UsageError(
+            f"{path} was trained on {saved['env_id']}, which does not fit {env_id}:"
+            f" {', '.join(differs)}"
+        )
+
+
+def load_checkpoint(
+    path: Path, device: torch.device | str = "cpu"
+) -> tuple[Policy, RunConfig, dict[str, Any]]:
+    """Load a checkpoint file into a fresh policy; every way it can be wrong is a UsageError.
+
+    The policy is an :class:`ActorCritic` for rlrnn's agents and an :class:`rlrnn.sb3.SB3Policy`
+    for the reference agents; both act through ``initial_state`` / ``act`` and ``predict``.
+    """
+    payload = read_checkpoint(path)
     try:
         config = RunConfig.from_dict(json.loads(payload["config"]))
         env = payload["env"]
@@ -134,10 +171,21 @@ def load_checkpoint(
             policy = load_sb3_policy(config, payload["model"], payload.get("obs_rms"), device)
             return policy, config, extra
         agent = build_agent(config, obs_dim, num_actions)
-        agent.load_state_dict(payload["model"])
+        expected = agent.state_dict()
+        weights = payload["model"]
+        if set(weights) != set(expected) or any(
+            weights[k].shape != v.shape for k, v in expected.items()
+        ):
+            a = config.agent
+            raise UsageError(
+                f"checkpoint {path} does not match its agent {a.agent} (hidden_size"
+                f" {a.hidden_size}, num_layers {a.num_layers}, {obs_dim} observations):"
+                f" {describe_mismatch(expected, weights)}"
+            )
+        agent.load_state_dict(weights)
     except UsageError:
         raise
-    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"checkpoint {path} does not match its agent: {first_line}") from None
     return agent.to(device), config, extra

@@ -6,6 +6,7 @@ A user mistake (bad id, value, path or file) ends in one line on stderr and exit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -13,9 +14,10 @@ import time
 from pathlib import Path
 
 from envs.batched import EnvError
-from rlrnn.errors import UsageError
+from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +42,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--runs-root", type=Path, default=Path("runs"), help="parent of run dirs (default: runs)"
     )
     out.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    out.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue the run in folder RUN from its last.pt (written every"
+        " --checkpoint-interval steps and on Ctrl-C / SIGTERM)",
+    )
     add_config_arguments(p)
     p.set_defaults(handler=_train)
 
@@ -54,10 +63,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, help="a run directory or a checkpoint file (.pt)")
     p.add_argument(
         "--checkpoint",
-        choices=("best", "final"),
+        choices=("best", "final", "last"),
         default="best",
-        help="for a run directory: best (highest periodic evaluation) or final (last weights)",
+        help="for a run directory: best (highest periodic evaluation), final (weights at the end)"
+        " or last (the latest resume checkpoint, also of a stopped run)",
     )
+    p.add_argument("--env", dest="env_id", help="play on this env id instead of the run's own")
     p.add_argument("--episodes", type=int, default=100, help="episodes to play")
     p.add_argument("--seed", type=int, default=10_000, help="seed of the evaluation episodes")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
@@ -78,8 +89,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--video", type=Path, metavar="OUT.mp4", help="record episodes to an MP4")
     show.add_argument("--gif", type=Path, metavar="OUT.gif", help="record episodes to a GIF")
     show.add_argument("--render-episodes", type=int, default=1, help="episodes to show or record")
-    show.add_argument("--render-max-steps", type=int, help="cut each shown episode after this many")
-    show.add_argument("--fps", type=float, help="frames per second (default: the env's, 50)")
+    show.add_argument("--render-max-steps", type=int, help="cut each shown episode after N steps")
+    show.add_argument(
+        "--fps", type=float, help="frames per second; None: the env's own (50 for the cart-pole)"
+    )
     p.set_defaults(handler=_evaluate)
 
 
@@ -138,11 +151,13 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run", type=Path, help="a run directory or a checkpoint file (.pt)")
-    p.add_argument("--checkpoint", choices=("best", "final"), default="best", help="for run dirs")
+    p.add_argument(
+        "--checkpoint", choices=("best", "final", "last"), default="best", help="for run dirs"
+    )
     p.add_argument("--episodes", type=int, default=40, help="episodes to fit and test on")
     p.add_argument("--seed", type=int, default=20_000, help="seed of the first episode")
     p.add_argument("--test-fraction", type=float, default=0.25, help="episodes held out")
-    p.add_argument("--alpha", type=float, help="ridge penalty (default: chosen on held-out data)")
+    p.add_argument("--alpha", type=float, help="ridge penalty; None: picked on held-out episodes")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
     p.add_argument(
         "--untrained", action="store_true", help="also probe the same net with untrained weights"
@@ -150,7 +165,7 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compare", nargs="+", type=Path, default=[], metavar="RUN", help="also probe these runs"
     )
-    p.add_argument("--out", type=Path, help="figure (.png; default: probe.png beside the run)")
+    p.add_argument("--out", type=Path, help="figure (.png); None: probe.png beside the checkpoint")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=_probe)
@@ -165,10 +180,14 @@ def _add_gradflow(sub: argparse._SubParsersAction) -> None:
         " ones; plus short runs with and without gradient clipping.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("runs", nargs="*", type=Path, metavar="RUN", help="trained runs to measure")
-    p.add_argument("--checkpoint", choices=("best", "final"), default="best", help="for run dirs")
     p.add_argument(
-        "--cores", nargs="*", metavar="CORE", help="fresh cores (default: rnn gru lstm without RUN)"
+        "runs", nargs="*", type=Path, default=[], metavar="RUN", help="trained runs to measure"
+    )
+    p.add_argument(
+        "--checkpoint", choices=("best", "final", "last"), default="best", help="for run dirs"
+    )
+    p.add_argument(
+        "--cores", nargs="*", metavar="CORE", help="fresh cores; None: rnn gru lstm if no RUN"
     )
     p.add_argument("--hidden-size", type=int, default=32, help="width of the fresh cores")
     p.add_argument("--num-layers", type=int, default=1, help="layers of the fresh cores")
@@ -216,17 +235,26 @@ def _train(args: argparse.Namespace) -> int:
     from rlrnn.config import config_from_args
     from rlrnn.hyperparams import default_config
     from rlrnn.plots import plot_learning_curve
-    from rlrnn.training import prepare_run_dir, resolve_device, train
+    from rlrnn.training import check_resume, prepare_run_dir, resolve_device, saved_run, train
 
-    config = config_from_args(args, default_config(getattr(args, "agent.agent", "lstm")))
-    check_env_id(config.env_id)
-    resolve_device(config.device)  # fail before creating anything
-    name = args.run_name or (
-        f"{config.agent.agent}-{config.env_id.replace('/', '_').replace(':', '_')}"
-        f"-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    run_dir = prepare_run_dir(args.run_dir or args.runs_root / name)
-    summary = train(config, run_dir, show_progress=not args.quiet)
+    if args.resume is not None:
+        if args.run_dir or args.run_name:
+            raise UsageError("--resume continues the run in RUN; leave out --run-dir/--run-name")
+        saved, status = saved_run(args.resume)
+        config = config_from_args(args, saved)
+        check_resume(args.resume, saved, status, config)
+        resolve_device(config.device)
+        run_dir = args.resume
+    else:
+        config = config_from_args(args, default_config(getattr(args, "agent.agent", "lstm")))
+        check_env_id(config.env_id)
+        resolve_device(config.device)  # fail before creating anything
+        name = args.run_name or (
+            f"{config.agent.agent}-{config.env_id.replace('/', '_').replace(':', '_')}"
+            f"-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        run_dir = prepare_run_dir(args.run_dir or args.runs_root / name)
+    summary = train(config, run_dir, show_progress=not args.quiet, resume=args.resume is not None)
     plot_learning_curve(summary, run_dir / "learning_curve.png")
     if not args.quiet:
         print(_describe(summary, run_dir))
@@ -256,7 +284,8 @@ def _describe(s: dict, run_dir: Path) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from rlrnn.checkpoint import load_checkpoint
+    from envs.batched import check_env_id
+    from rlrnn.checkpoint import check_env, load_checkpoint, read_checkpoint
     from rlrnn.evaluation import evaluate
     from rlrnn.rendering import RenderRequest
     from rlrnn.training import resolve_device
@@ -276,6 +305,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         path = path / f"{args.checkpoint}.pt"
     device = resolve_device(args.device)
     agent, config, _ = load_checkpoint(path, device)
+    trained_env_id = config.env_id
+    if args.env_id is not None and args.env_id != config.env_id:
+        check_env_id(args.env_id)
+        check_env(path, read_checkpoint(path)["env"], args.env_id)
+        config = dataclasses.replace(config, env_id=args.env_id)
     rendered = render and render.play(
         agent, config.env_id, config.agent.agent, args.seed, not args.stochastic, device
     )
@@ -292,6 +326,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = {
         "checkpoint": str(path),
         "env_id": config.env_id,
+        "trained_env_id": trained_env_id,
         "agent": config.agent.agent,
         "deterministic": not args.stochastic,
         "seed": args.seed,
@@ -313,6 +348,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _evaluation_table(r: dict) -> str:
     mode = "deterministic" if r["deterministic"] else "stochastic"
     changed = []
+    if r["env_id"] != r["trained_env_id"]:
+        changed.append(f"env {r['env_id']} (trained on {r['trained_env_id']})")
     if r["obs_noise"]:
         changed.append(f"Gaussian observation noise, sigma {r['obs_noise']:g}")
     if r["max_episode_steps"] is not None:
@@ -430,6 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, EnvError) as e:
         print(f"rlrnn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except TrainingInterrupted as e:
+        print(f"rlrnn {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
+    except TrainingDiverged as e:
+        print(f"rlrnn {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
     except KeyboardInterrupt:
         print(f"rlrnn {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -31,11 +31,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rlrnn.checkpoint import atomic_write, atomic_write_text, load_checkpoint
-from rlrnn.config import AGENT_NAMES, RunConfig
+from rlrnn.checkpoint import load_checkpoint
+from rlrnn.config import AGENT_NAMES, SB3_AGENTS, RunConfig, config_differences
 from rlrnn.errors import UsageError
 from rlrnn.evaluation import evaluate
+from rlrnn.files import atomic_write_text, save_figure
 from rlrnn.hyperparams import default_config
+from rlrnn.training import LAST, train
 
 DEFAULT_AGENTS = ("mlp", "framestack", "lstm")
 FULL_AGENTS = AGENT_NAMES
@@ -103,24 +105,13 @@ def existing_run(run_dir: Path, env_id: str) -> RunSpec:
     return RunSpec(config, run_dir)
 
 
-def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = sorted(set(a) | set(b))
-    out = []
-    for k in keys:
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            out += _differences(a[k], b[k], f"{prefix}{k}.")
-        elif a.get(k) != b.get(k):
-            out.append(f"{prefix}{k}")
-    return out
-
-
 def check_reusable(spec: RunSpec) -> None:
     """Refuse to train over a run folder that holds a run of another config."""
     config_file = spec.run_dir / "config.json"
     if not config_file.is_file():
         return
     saved = json.loads(config_file.read_text())
-    differs = _differences(saved, json.loads(spec.config.to_json()))
+    differs = config_differences(saved, json.loads(spec.config.to_json()))
     if differs:
         raise UsageError(
             f"{spec.run_dir} holds a run with another config (differs in {', '.join(differs)});"
@@ -128,25 +119,29 @@ def check_reusable(spec: RunSpec) -> None:
         )
 
 
-def _needs_training(spec: RunSpec) -> bool:
-    """False for a finished run of the same config; a half-written one is cleared."""
+def _next_step(spec: RunSpec) -> str:
+    """``reuse`` a finished run of the same config, ``resume`` a stopped one, else ``train``
+    (clearing a run that stopped before its first checkpoint)."""
     if not spec.run_dir.exists():
-        return True
+        return "train"
     check_reusable(spec)
-    if (spec.run_dir / "summary.json").is_file():
-        return False
-    shutil.rmtree(spec.run_dir)  # an unfinished run of this comparison: start it again
-    return True
+    summary = spec.run_dir / "summary.json"
+    status = json.loads(summary.read_text()).get("status", "finished") if summary.is_file() else ""
+    if status == "finished":
+        return "reuse"
+    if (spec.run_dir / LAST).is_file() and spec.config.agent.agent not in SB3_AGENTS:
+        return "resume"
+    shutil.rmtree(spec.run_dir)
+    return "train"
 
 
 def run_one(spec: RunSpec, episodes: int, train_if_needed: bool = True) -> dict[str, Any]:
     """Train ``spec`` if needed, evaluate its final and best checkpoints; returns its record."""
-    from rlrnn.training import train  # imported here: a worker process starts from this call
-
     torch.set_num_threads(spec.config.torch_threads)
-    trained = train_if_needed and _needs_training(spec)
+    step = _next_step(spec) if train_if_needed else "reuse"
+    trained = step != "reuse"
     if trained:
-        train(spec.config, spec.run_dir, show_progress=False)
+        train(spec.config, spec.run_dir, show_progress=False, resume=step == "resume")
     summary = json.loads((spec.run_dir / "summary.json").read_text())
     eval_file = spec.run_dir / EVAL_FILE
     evals = json.loads(eval_file.read_text()) if eval_file.is_file() and not trained else {}
@@ -398,10 +393,8 @@ def plot_learning_curves(
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9)
     fig.suptitle(f"{env_id}: mean over seeds, 95% bootstrap confidence band")
     fig.tight_layout(rect=(0, 0.06 * math.ceil(len(labels) / 4), 1, 1))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    save_figure(fig, path)
     plt.close(fig)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
 def machine() -> str:

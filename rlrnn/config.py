@@ -148,6 +148,9 @@ class RunConfig:
     torch_threads: int = option(1, "CPU threads for torch (small nets run fastest on 1)")
     eval_interval: int = option(4096, "env steps between deterministic evaluations (0: never)")
     eval_episodes: int = option(20, "episodes per periodic evaluation")
+    checkpoint_interval: int = option(
+        8192, "env steps between resume checkpoints (last.pt); 0: only at the end or on a stop"
+    )
     agent: AgentConfig = field(default_factory=AgentConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
@@ -155,6 +158,10 @@ class RunConfig:
         _require(self.torch_threads >= 1, f"torch_threads must be >= 1, got {self.torch_threads}")
         _require(self.eval_interval >= 0, f"eval_interval must be >= 0, got {self.eval_interval}")
         _require(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
+        _require(
+            self.checkpoint_interval >= 0,
+            f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}",
+        )
         _require(self.device in DEVICES, f"unknown device {self.device!r}; choose from {DEVICES}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,6 +180,18 @@ class RunConfig:
             return cls(agent=agent, ppo=ppo, **top)
         except TypeError as e:
             raise UsageError(f"config does not match this version of rlrnn: {e}") from None
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``section.field (old -> new)`` for every field in which two config dicts differ."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} ({_show(a)} -> {_show(b)})")
+    return out
 
 
 def _tuples(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +236,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _show(value: Any) -> str:
-    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    return " ".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
 
 
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:

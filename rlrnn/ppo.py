@@ -8,7 +8,8 @@ syncs are the statistics handed back once per iteration for logging.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -212,10 +213,9 @@ class RecurrentPPO:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.max_grad_norm > 0:
-            grad_norm = nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
-        else:
-            grad_norm = torch.zeros((), device=self.device)
+        # Without clipping the norm is still measured (an infinite bound scales nothing).
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
+        grad_norm = nn.utils.clip_grad_norm_(self.agent.parameters(), max_norm)
         self.optimizer.step()
         with torch.no_grad():
             return {
@@ -226,6 +226,50 @@ class RecurrentPPO:
                 "clipfrac": ((ratio - 1).abs() > clip).float().mean(),
                 "grad_norm": grad_norm,
             }
+
+    # ------------------------------------------------------------------ resuming
+    def state_dict(self) -> dict[str, Any]:
+        """The learner's whole state (weights excluded: they travel in the checkpoint's model):
+        optimizer, reward scale, where each env is, counters and the random generators."""
+        env_state = getattr(self.env, "state_dict", None)
+        saved = {
+            "optimizer": self.optimizer.state_dict(),
+            "reward_scale": None if self.reward_scale is None else self.reward_scale.state_dict(),
+            "obs": self.obs,
+            "episode_starts": self.episode_starts,
+            "state_h": self.state.h,
+            "state_c": self.state.c,
+            "episode_return": self._episode_return,
+            "episode_length": self._episode_length,
+            "env_steps": self.env_steps,
+            "iteration": self.iteration,
+            "env": None if env_state is None else env_state(),
+            "cpu_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            saved["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return saved
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Continue where ``state_dict`` left off. Envs without a saved state (gymnasium ones)
+        start fresh episodes, seeded by the step count."""
+        to = {"device": self.device}
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.reward_scale is not None:
+            self.reward_scale.load_state_dict(saved["reward_scale"])
+        self.env_steps, self.iteration = int(saved["env_steps"]), int(saved["iteration"])
+        if saved["env"] is not None and hasattr(self.env, "load_state_dict"):
+            self.env.load_state_dict(saved["env"])
+            self.obs = saved["obs"].to(**to)
+            self.episode_starts = saved["episode_starts"].to(**to)
+            self.state = RecurrentState(saved["state_h"].to(**to), saved["state_c"].to(**to))
+            self._episode_return = saved["episode_return"].to(**to)
+            self._episode_length = saved["episode_length"].to(**to)
+        else:
+            self.obs = self.env.reset(self.env_steps)
+        torch.set_rng_state(saved["cpu_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
 
     # ------------------------------------------------------------------ one iteration
     def iterate(self) -> tuple[dict[str, Tensor], EpisodeStats]:

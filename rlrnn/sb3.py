@@ -36,9 +36,10 @@ from torch.utils.tensorboard import SummaryWriter
 
 import envs  # noqa: F401  (registers PositionOnlyCartPole-v1 with gymnasium)
 from agents.registry import ACTIVATIONS
-from rlrnn.checkpoint import atomic_write_text, env_signature, write_checkpoint
+from rlrnn.checkpoint import env_signature, write_checkpoint
 from rlrnn.config import RunConfig
 from rlrnn.errors import UsageError
+from rlrnn.files import atomic_write_text
 from rlrnn.training import EvaluationLog, progress_bar, resolve_device
 
 Normalizer = Callable[[np.ndarray], np.ndarray]
@@ -223,6 +224,7 @@ def train_sb3(config: RunConfig, run_dir: Path, show_progress: bool = True) -> d
     writer.close()
     vec_env.close()
     summary = evals.summary(
+        status="finished",
         device=str(device),
         parameters=sum(p.numel() for p in model.policy.parameters()),
         env_steps=model.num_timesteps,
