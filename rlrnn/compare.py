@@ -35,7 +35,7 @@ from rlrnn.checkpoint import load_checkpoint
 from rlrnn.config import AGENT_NAMES, SB3_AGENTS, RunConfig, config_differences
 from rlrnn.errors import UsageError
 from rlrnn.evaluation import evaluate
-from rlrnn.files import atomic_write_text, save_figure
+from rlrnn.files import atomic_write_text, make_writable_dir, save_figure
 from rlrnn.hyperparams import default_config
 from rlrnn.training import LAST, train
 
@@ -437,13 +437,7 @@ def prepare_out_dir(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file, not a folder")
-    try:
-        (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"cannot write report folder {out_dir}: {e.strerror}") from None
+    make_writable_dir(out_dir / "runs", "report folder")
     return out_dir
 
 

@@ -31,6 +31,19 @@ def check_output_path(path: Path, suffixes: Sequence[str], what: str = "output")
     return path
 
 
+def make_writable_dir(path: Path, what: str) -> Path:
+    """Create the folder ``path`` (and parents) and check a file can be written in it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write {what} {path}: {e.strerror}") from None
+    return path
+
+
 class TempOutput:
     """A temporary file beside ``path`` (same suffix, so writers pick the format by name) that
     ``commit`` renames to ``path`` with the permissions of a normally created file."""

@@ -32,7 +32,7 @@ from rlrnn.checkpoint import (
 from rlrnn.config import SB3_AGENTS, RunConfig, config_differences
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
 from rlrnn.evaluation import evaluate
-from rlrnn.files import atomic_write_text
+from rlrnn.files import atomic_write_text, make_writable_dir
 from rlrnn.ppo import RecurrentPPO
 from rlrnn.safety import DivergenceGuard, StopSignals, all_finite
 
@@ -50,14 +50,7 @@ def prepare_run_dir(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UsageError(f"run directory {run_dir} already exists and is not empty")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"cannot write run directory {run_dir}: {e.strerror}") from None
-    return run_dir
+    return make_writable_dir(run_dir, "run directory")
 
 
 class EvaluationLog:

@@ -195,7 +195,8 @@ def test_compare_refuses_an_out_folder_holding_other_configs(report, capsys):
     args = ["compare", "--agents", "mlp", "--seeds", "1", "--out", str(report), *TINY]
     assert main([*args, "--total-timesteps", "2048"]) == 2  # the last --total-timesteps wins
     err = capsys.readouterr().err
-    assert err.startswith("rlrnn compare: error:") and "differs in ppo.total_timesteps (1024 -> 2048))" in err
+    assert err.startswith("rlrnn compare: error:")
+    assert "differs in ppo.total_timesteps (1024 -> 2048))" in err
 
 
 def test_lstm2_and_framestack_train_and_act(tmp_path):
