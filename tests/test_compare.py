@@ -209,3 +209,17 @@ def test_lstm2_and_framestack_train_and_act(tmp_path):
             torch.zeros(3, 2), policy.initial_state(3), torch.ones(3), deterministic=True
         )
         assert actions.shape == (3,)
+
+
+def test_evaluate_py_runs_compare_on_finished_runs(report, tmp_path):
+    out = tmp_path / "via-evaluate"
+    run = report / "runs" / "mlp-s0"
+    args = ["compare", "--runs", str(run), "--out", str(out), "--episodes", "3", "--quiet"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "evaluate.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert list(read_csv(out / "results.csv")) == ["mlp"]
