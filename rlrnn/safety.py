@@ -3,7 +3,6 @@ produce non-finite numbers."""
 
 from __future__ import annotations
 
-import copy
 import signal
 import threading
 from types import FrameType
@@ -52,25 +51,33 @@ class DivergenceGuard:
         self.ppo, self.max_failures = ppo, max_failures
         self.failures = 0
         self.restores = 0
-        self._good: dict[str, Any] = {}
+        self._good: list[torch.Tensor] = []
         self.save_good()
 
-    def save_good(self) -> None:
+    def _live(self) -> list[torch.Tensor]:
+        """Every tensor an update changes: weights, statistics, optimizer and reward-scale state."""
         ppo = self.ppo
-        self._good = {
-            "agent": {k: v.clone() for k, v in ppo.agent.state_dict().items()},
-            "optimizer": copy.deepcopy(ppo.optimizer.state_dict()),
-            "reward_scale": None
-            if ppo.reward_scale is None
-            else {k: v.clone() for k, v in ppo.reward_scale.state_dict().items()},
-        }
+        tensors = list(ppo.agent.state_dict().values())  # views of the live tensors
+        if ppo.reward_scale is not None:
+            tensors += list(ppo.reward_scale.state_dict().values())
+        for state in ppo.optimizer.state.values():  # last: it appears at the first step
+            tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+        return tensors
+
+    def save_good(self) -> None:
+        live = self._live()
+        if len(live) != len(self._good):  # the optimizer creates its state at its first step
+            self._good = [t.clone() for t in live]
+            return
+        for good, t in zip(self._good, live, strict=True):
+            good.copy_(t)
 
     def _restore(self) -> None:
-        ppo, good = self.ppo, self._good
-        ppo.agent.load_state_dict(good["agent"])
-        ppo.optimizer.load_state_dict(copy.deepcopy(good["optimizer"]))
-        if ppo.reward_scale is not None:
-            ppo.reward_scale.load_state_dict(good["reward_scale"])
+        live = self._live()
+        if len(live) != len(self._good):  # the very first step failed: forget its Adam state
+            self.ppo.optimizer.state.clear()
+        for t, good in zip(live, self._good, strict=False):
+            t.copy_(good)
 
     def check(self, finite: bool, env_steps: int) -> bool:
         """After an update: keep it (True) or roll it back (False); raises after too many."""
