@@ -301,8 +301,14 @@ def results_csv(rows: list[AgentResult]) -> str:
     names = list(AgentResult.__dataclass_fields__)
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(names)
+
+    def cell(value: float | int | str | None) -> str:
+        if value is None:
+            return ""
+        return str(round(value, 4) if isinstance(value, float) else value)
+
     for row in rows:
-        writer.writerow(["" if getattr(row, n) is None else getattr(row, n) for n in names])
+        writer.writerow([cell(getattr(row, n)) for n in names])
     return buffer.getvalue()
 
 
