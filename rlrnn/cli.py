@@ -34,6 +34,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train an agent",
         description="Train an agent with recurrent PPO; writes runs/<run-name>/.",
+        epilog="The defaults shown are the lstm agent's; every agent starts from its own tuned"
+        " defaults (see: rlrnn agents), which the options given here override.",
     )
     out = p.add_argument_group("output")
     out.add_argument("--run-dir", type=Path, help="run directory (default: <runs-root>/<run-name>)")
