@@ -1,7 +1,13 @@
 import os
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
+
+from rlrnn.cli import main
+from rlrnn.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.training import train
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless rendering
 
@@ -9,3 +15,36 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless rendering
 @pytest.fixture(autouse=True)
 def _single_thread():
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Callable[[str], Path]:
+    """``tiny_run(agent)``: a finished 2,048-step run of ``agent``, trained once per session."""
+    runs: dict[str, Path] = {}
+
+    def make(agent: str = "lstm") -> Path:
+        if agent not in runs:
+            config = RunConfig(
+                agent=AgentConfig(agent=agent),
+                ppo=PPOConfig(total_timesteps=2048, num_envs=16, num_steps=16),
+                eval_interval=0,
+                eval_episodes=2,
+            )
+            runs[agent] = tmp_path_factory.mktemp("tiny") / agent
+            train(config, runs[agent], show_progress=False)
+        return runs[agent]
+
+    return make
+
+
+@pytest.fixture
+def cli() -> Callable[[list[str]], int]:
+    """``rlrnn.cli.main`` as a function: argparse's own errors exit, the others return the code."""
+
+    def run(argv: list[str]) -> int:
+        try:
+            return main(argv)
+        except SystemExit as e:
+            return int(e.code)
+
+    return run

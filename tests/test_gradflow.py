@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 from rlrnn.cli import main
-from rlrnn.config import AgentConfig, PPOConfig, RunConfig
 from rlrnn.errors import UsageError
 from rlrnn.gradflow import (
     clipping_run,
@@ -20,7 +19,6 @@ from rlrnn.gradflow import (
     set_forget_bias,
     standardise,
 )
-from rlrnn.training import train
 
 ENV = "PositionOnlyCartPole-v1"
 
@@ -31,26 +29,8 @@ def inputs() -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("gradflow")
-    out = {}
-    for agent in ("gru", "mlp"):
-        config = RunConfig(
-            agent=AgentConfig(agent=agent),
-            ppo=PPOConfig(total_timesteps=1024, num_envs=16, num_steps=16),
-            eval_interval=0,
-            eval_episodes=2,
-        )
-        train(config, root / agent, show_progress=False)
-        out[agent] = root / agent
-    return out
-
-
-def run_main(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return int(e.code)
+def runs(tiny_run) -> dict[str, Path]:
+    return {agent: tiny_run(agent) for agent in ("gru", "mlp")}
 
 
 def test_rollouts_are_real_cartpole_observations():
@@ -189,13 +169,13 @@ def test_gradflow_command_text_without_runs(tmp_path, capsys):
         (["--steps", "x"], "invalid int value: 'x'"),
     ],
 )
-def test_gradflow_bad_input_is_one_line_exit_2(runs, tmp_path, capsys, args, fragment):
+def test_gradflow_bad_input_is_one_line_exit_2(runs, tmp_path, capsys, args, fragment, cli):
     args = [a.replace("{tmp}", str(tmp_path)).replace("{mlp}", str(runs["mlp"])) for a in args]
     out = [] if "--out" in args else ["--out", str(tmp_path / "flow.png")]
     small = (
         ["--batch", "2", "--steps", "3"] if "--steps" not in args and "--batch" not in args else []
     )
-    assert run_main(["gradflow", *small, *args, *out, "--clip-seeds", "0"]) == 2
+    assert cli(["gradflow", *small, *args, *out, "--clip-seeds", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0], err
     assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,7 @@ from PIL import Image
 
 from rlrnn.checkpoint import build_agent
 from rlrnn.cli import main
-from rlrnn.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.config import AgentConfig, RunConfig
 from rlrnn.errors import UsageError
 from rlrnn.probe import (
     ALPHAS,
@@ -23,29 +23,14 @@ from rlrnn.probe import (
     r2_scores,
     run_probe,
 )
-from rlrnn.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "PositionOnlyCartPole-v1"
 
 
 @pytest.fixture(scope="module")
-def lstm_run(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("probe") / "lstm"
-    config = RunConfig(
-        ppo=PPOConfig(total_timesteps=2048, num_envs=16, num_steps=16),
-        eval_interval=0,
-        eval_episodes=2,
-    )
-    train(config, run, show_progress=False)
-    return run
-
-
-def run_main(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return int(e.code)
+def lstm_run(tiny_run) -> Path:
+    return tiny_run("lstm")
 
 
 def test_ridge_recovers_a_linear_map_and_finds_nothing_in_noise():
@@ -148,11 +133,11 @@ def test_probe_command_text_output(lstm_run, tmp_path, capsys):
         (["{run}", "--episodes", "many"], "invalid int value: 'many'"),
     ],
 )
-def test_probe_bad_input_is_one_line_exit_2(lstm_run, tmp_path, capsys, args, fragment):
+def test_probe_bad_input_is_one_line_exit_2(lstm_run, tmp_path, capsys, args, fragment, cli):
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     args = [a.replace("{tmp}", str(tmp_path)).replace("{run}", str(lstm_run)) for a in args]
     out = [] if "--out" in args else ["--out", str(tmp_path / "p.png")]
-    assert run_main(["probe", *args, *out]) == 2
+    assert cli(["probe", *args, *out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0], err
     assert not (tmp_path / "p.png").exists()

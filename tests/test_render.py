@@ -11,7 +11,7 @@ import pytest
 
 from rlrnn.checkpoint import load_checkpoint
 from rlrnn.cli import main
-from rlrnn.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.config import PPOConfig
 from rlrnn.errors import UsageError
 from rlrnn.files import check_output_path
 from rlrnn.rendering import (
@@ -20,7 +20,6 @@ from rlrnn.rendering import (
     overlay_lines,
     play,
 )
-from rlrnn.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "PositionOnlyCartPole-v1"
@@ -28,24 +27,8 @@ TINY = PPOConfig(total_timesteps=2048, num_envs=16, num_steps=16)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("render")
-    out = {}
-    for agent in ("lstm", "mlp"):
-        config = RunConfig(
-            agent=AgentConfig(agent=agent), ppo=TINY, eval_interval=0, eval_episodes=2
-        )
-        train(config, root / agent, show_progress=False)
-        out[agent] = root / agent
-    return out
-
-
-def run_main(argv: list[str]) -> int:
-    """``rlrnn.cli.main``; argparse's own errors exit, the others return the code."""
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return int(e.code)
+def runs(tiny_run) -> dict[str, Path]:
+    return {agent: tiny_run(agent) for agent in ("lstm", "mlp")}
 
 
 def agent_of(run: Path):
@@ -173,9 +156,9 @@ def test_evaluate_records_gif_and_reports_it(runs, tmp_path, capsys):
         (["--render", "window"], "invalid choice: 'window'"),
     ],
 )
-def test_evaluate_bad_render_flags(runs, tmp_path, capsys, flags, fragment):
+def test_evaluate_bad_render_flags(runs, tmp_path, capsys, flags, fragment, cli):
     flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
-    assert run_main(["evaluate", str(runs["lstm"]), "--episodes", "1", *flags]) == 2
+    assert cli(["evaluate", str(runs["lstm"]), "--episodes", "1", *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0]
     assert [p for p in tmp_path.iterdir() if p.is_file()] == []
