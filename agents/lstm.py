@@ -124,6 +124,14 @@ class LSTM(_LayerLoopCore):
             nn.init.uniform_(w, -bound, bound)
             nn.init.uniform_(b, -bound, bound)
 
+    @torch.no_grad()
+    def set_forget_bias(self, value: float) -> None:
+        """Set every layer's forget-gate bias (gates are stacked i, f, o, g): a bias ``b`` opens
+        the gate to about ``sigmoid(b)``, the factor the cell state keeps per step."""
+        H = self.hidden_size
+        for bias in self.biases:
+            bias[H : 2 * H] = value
+
     def _layer(self, layer, x, h, c, keep):
         weight, bias = self.weights[layer], self.biases[layer]
         if torch.is_grad_enabled() or x.shape[0] != 1:

@@ -133,17 +133,10 @@ def fresh_core(
 
 
 def set_forget_bias(core: Core, bias: float) -> Core:
-    """Set the forget-gate bias of every layer of one of rlrnn's LSTMs (gate order i, f, o, g).
-
-    A bias ``b`` opens the gate to about ``sigmoid(b)``: the factor the cell's gradient keeps
-    per step.
-    """
+    """``core`` (one of rlrnn's LSTMs) with every layer's forget-gate bias set to ``bias``."""
     if not isinstance(core, LSTM):
         raise UsageError(f"a forget-gate bias needs an lstm core, not {type(core).__name__}")
-    H = core.hidden_size
-    with torch.no_grad():
-        for b in core.biases:
-            b[H : 2 * H] = bias
+    core.set_forget_bias(bias)
     return core
 
 

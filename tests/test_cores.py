@@ -232,3 +232,16 @@ def test_lstm2_is_a_stacked_lstm():
     core = make_core("lstm2", D, H, 2)
     assert isinstance(core, LSTM) and core.num_layers == 2
     assert core.initial_state(B).h.shape == (2, B, H)
+
+
+def test_set_forget_bias_opens_the_forget_gate_of_every_layer():
+    core = LSTM(D, H, 2).double()
+    core.set_forget_bias(30.0)
+    for w in core.weights:
+        torch.nn.init.zeros_(w)  # gates from their biases alone
+    c0 = torch.randn(2, B, H, dtype=torch.double)
+    state = RecurrentState(torch.zeros(2, B, H, dtype=torch.double), c0)
+    _, final = core(torch.zeros(1, B, D, dtype=torch.double), state, torch.zeros(1, B).double())
+    i = torch.sigmoid(torch.stack([b[:H] for b in core.biases]))[:, None]  # (L, 1, H)
+    g = torch.tanh(torch.stack([b[3 * H :] for b in core.biases]))[:, None]
+    torch.testing.assert_close(final.c, c0 + i * g)  # f = sigmoid(30) = 1: the cell is kept
