@@ -92,6 +92,9 @@ class PPOConfig:
     max_grad_norm: float = option(0.5, "global gradient-norm clip (0 disables)")
     norm_adv: bool = option(True, "normalise advantages per minibatch")
     normalize_reward: bool = option(True, "scale rewards by the std of the discounted return")
+    target_kl: float = option(
+        0.0, "end an update's epochs early once their mean approx_kl passes this (0: never)"
+    )
 
     def __post_init__(self) -> None:
         for name in (
@@ -112,7 +115,7 @@ class PPOConfig:
         _require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
         _require(0 <= self.gae_lambda <= 1, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         _require(self.clip_coef > 0, f"clip_coef must be > 0, got {self.clip_coef}")
-        for name in ("ent_coef", "vf_coef", "max_grad_norm"):
+        for name in ("ent_coef", "vf_coef", "max_grad_norm", "target_kl"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         _require(
             self.total_timesteps >= self.batch_size,

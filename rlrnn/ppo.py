@@ -177,13 +177,20 @@ class RecurrentPPO:
 
         B = rollout.obs.shape[1]
         totals: dict[str, Tensor] = {}
+        n = 0
         for _ in range(cfg.update_epochs):
+            epoch_kl = torch.zeros((), device=self.device)
             for envs in torch.randperm(B, device=self.device).split(cfg.envs_per_minibatch):
                 stats = self._minibatch_step(rollout, envs, clip)
+                epoch_kl += stats["approx_kl"]
+                n += 1
                 for k, v in stats.items():
                     totals[k] = totals.get(k, 0) + v
-        n = cfg.update_epochs * cfg.num_minibatches
+            # The one host sync of the early stop, once per epoch and only when it is on.
+            if cfg.target_kl > 0 and epoch_kl.item() / cfg.num_minibatches > cfg.target_kl:
+                break
         out = {k: v / n for k, v in totals.items()}
+        out["epochs"] = torch.tensor(n / cfg.num_minibatches, device=self.device)
         out["learning_rate"] = torch.tensor(lr, device=self.device)
         out["explained_variance"] = explained_variance(rollout.values, rollout.returns)
         return out

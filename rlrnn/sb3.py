@@ -6,10 +6,10 @@ evaluator on the same schedule, and load back with :func:`rlrnn.checkpoint.load_
 
 rlrnn's config fields map onto SB3's arguments: ``num_envs`` -> ``n_envs``, ``num_steps`` ->
 ``n_steps``, ``num_minibatches`` -> ``batch_size = n_envs * n_steps / num_minibatches``,
-``update_epochs`` -> ``n_epochs``, ``anneal_lr`` / ``anneal_clip`` -> linear schedules,
-``normalize_obs`` / ``normalize_reward`` -> ``VecNormalize``, ``pi_hidden`` / ``vf_hidden`` ->
-``net_arch``; for ``RecurrentPPO`` also ``hidden_size`` -> ``lstm_hidden_size``, ``num_layers`` ->
-``n_lstm_layers`` and ``shared_core`` -> ``shared_lstm`` (else one LSTM each).
+``update_epochs`` -> ``n_epochs``, ``target_kl`` (0: None), ``anneal_lr`` / ``anneal_clip`` ->
+linear schedules, ``normalize_obs`` / ``normalize_reward`` -> ``VecNormalize``, ``pi_hidden`` /
+``vf_hidden`` -> ``net_arch``; for ``RecurrentPPO`` also ``hidden_size`` -> ``lstm_hidden_size``,
+``num_layers`` -> ``n_lstm_layers`` and ``shared_core`` -> ``shared_lstm`` (else one LSTM each).
 
 Checkpoints keep only tensors (the policy's ``state_dict`` and the normalisation statistics), like
 rlrnn's own: loading rebuilds the SB3 model from the saved config and never unpickles.
@@ -103,6 +103,7 @@ def build_model(config: RunConfig, vec_env: VecEnv, device: torch.device | str) 
         "vf_coef": p.vf_coef,
         "max_grad_norm": p.max_grad_norm if p.max_grad_norm > 0 else float("inf"),
         "normalize_advantage": p.norm_adv,
+        "target_kl": p.target_kl if p.target_kl > 0 else None,
         "seed": config.seed,
         "device": device,
     }

@@ -53,6 +53,15 @@ def test_update_changes_the_policy_and_reports_statistics():
     assert episodes.count > 0 and episodes.return_sum / episodes.count > 5
 
 
+@pytest.mark.parametrize(("target_kl", "epochs"), [(0.0, 4), (1e-12, 1), (1e9, 4)])
+def test_target_kl_ends_the_epochs_early(target_kl, epochs):
+    ppo = make_trainer()
+    ppo.config = dataclasses.replace(ppo.config, update_epochs=4, target_kl=target_kl)
+    ppo.collect_rollout()
+    stats, _ = ppo.iterate()  # the second update: its first epoch moves the policy
+    assert stats["epochs"] == epochs
+
+
 def test_same_seed_gives_the_same_run(tmp_path):
     config = RunConfig(seed=3, eval_interval=1024, eval_episodes=4, ppo=TINY)
     a = train(config, tmp_path / "a", show_progress=False)
