@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from rlrnn.checkpoint import load_checkpoint
-from rlrnn.config import AgentConfig, RunConfig
 from rlrnn.evaluation import evaluate
+from rlrnn.hyperparams import default_config
 from rlrnn.training import train
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for agent in args.agents:
         for seed in args.seeds:
-            config = dataclasses.replace(RunConfig(), seed=seed, agent=AgentConfig(agent=agent))
+            config = dataclasses.replace(default_config(agent), seed=seed)
             with tempfile.TemporaryDirectory() as tmp:
                 summary = train(config, Path(tmp), show_progress=False)
                 means = []
