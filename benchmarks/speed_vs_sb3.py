@@ -30,9 +30,9 @@ from stable_baselines3.common.vec_env import VecNormalize
 from torch import nn
 
 import envs  # noqa: F401  (registers PositionOnlyCartPole-v1)
-from agents import RecurrentState
 from rlrnn.config import RunConfig
 from rlrnn.evaluation import evaluate
+from rlrnn.sb3 import SB3Policy
 from rlrnn.training import train
 
 ENV_ID = "PositionOnlyCartPole-v1"
@@ -58,23 +58,6 @@ ZOO_CARTPOLE_NOVEL = dict(  # rl-baselines3-zoo, hyperparams/ppo_lstm.yml, CartP
 )
 
 
-class SB3Policy:
-    """A RecurrentPPO model behind rlrnn's evaluator interface (``initial_state`` / ``act``)."""
-
-    def __init__(self, model: RecurrentPPO, vec_normalize: VecNormalize) -> None:
-        self.model, self.vec_normalize = model, vec_normalize
-
-    def initial_state(self, batch_size: int, device) -> RecurrentState | None:
-        return None
-
-    def act(self, obs, state, starts, deterministic):
-        obs = self.vec_normalize.normalize_obs(obs.cpu().numpy())
-        actions, state = self.model.predict(
-            obs, state, episode_start=starts.cpu().numpy().astype(bool), deterministic=deterministic
-        )
-        return torch.as_tensor(actions), state
-
-
 class SolveWatch(BaseCallback):
     """Evaluates after each update once ``interval`` more env steps are done; stops when solved.
 
@@ -96,7 +79,8 @@ class SolveWatch(BaseCallback):
         self.next_eval += self.interval
         t0 = time.perf_counter()
         train_seconds = t0 - self.start - self.eval_seconds
-        result = evaluate(SB3Policy(self.model, self.vec_normalize), ENV_ID, EVAL_EPISODES)
+        policy = SB3Policy(self.model, self.vec_normalize.normalize_obs)
+        result = evaluate(policy, ENV_ID, EVAL_EPISODES)
         self.eval_seconds += time.perf_counter() - t0
         if result.mean >= THRESHOLD:
             self.solved_at_steps, self.solved_at_seconds = self.num_timesteps, train_seconds
