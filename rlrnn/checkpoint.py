@@ -80,6 +80,12 @@ def build_agent(config: RunConfig, obs_dim: int, num_actions: int) -> ActorCriti
     )
 
 
+def checkpoint_path(run: Path, which: str = "best") -> Path:
+    """``run`` itself for a checkpoint file, ``run/<which>.pt`` for a run directory."""
+    run = Path(run)
+    return run / f"{which}.pt" if run.is_dir() else run
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """The checked contents of a checkpoint file; every way it can be wrong is a UsageError."""
     path = Path(path)

@@ -287,7 +287,7 @@ def _describe(s: dict, run_dir: Path) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
-    from rlrnn.checkpoint import check_env, load_checkpoint, read_checkpoint
+    from rlrnn.checkpoint import check_env, checkpoint_path, load_checkpoint, read_checkpoint
     from rlrnn.evaluation import evaluate
     from rlrnn.rendering import RenderRequest
     from rlrnn.training import resolve_device
@@ -302,9 +302,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.render == "human", args.video, args.gif, args.render_episodes,
         args.render_max_steps, args.fps,
     )  # fmt: skip
-    path = args.run
-    if path.is_dir():
-        path = path / f"{args.checkpoint}.pt"
+    path = checkpoint_path(args.run, args.checkpoint)
     device = resolve_device(args.device)
     agent, config, _ = load_checkpoint(path, device)
     trained_env_id = config.env_id

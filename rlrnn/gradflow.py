@@ -23,7 +23,13 @@ from torch import Tensor, nn
 from agents import LSTM, ActorCritic, Core, RecurrentState, make_core
 from agents.registry import AGENTS, AgentError
 from envs import make_batched_env
+from rlrnn.checkpoint import build_agent, checkpoint_path
 from rlrnn.errors import UsageError
+from rlrnn.evaluation import evaluate
+from rlrnn.files import check_output_path, save_figure
+from rlrnn.hyperparams import default_config
+from rlrnn.ppo import RecurrentPPO
+from rlrnn.probe import load_agent
 
 
 @dataclass(frozen=True)
@@ -225,11 +231,6 @@ def clipping_run(
     import time
     from dataclasses import replace
 
-    from rlrnn.checkpoint import build_agent
-    from rlrnn.evaluation import evaluate
-    from rlrnn.hyperparams import default_config
-    from rlrnn.ppo import RecurrentPPO
-
     if agent not in AGENTS:
         raise UsageError(
             f"the clipping runs train rlrnn agents ({', '.join(AGENTS)}), not {agent!r}"
@@ -306,8 +307,6 @@ def plot_gradient_flow(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rlrnn.files import save_figure
-
     panels = 2 if clip_runs else 1
     fig, axes = plt.subplots(1, panels, figsize=(6.4 * panels, 4.4), dpi=120, squeeze=False)
     ax = axes[0, 0]
@@ -375,8 +374,6 @@ def gradflow_command(
 ) -> dict[str, Any]:
     """``rlrnn gradflow``: curves for trained runs' cores and fresh ones, the clipping runs,
     a figure and a report. ``cores=None`` means rnn, gru and lstm when no run is given."""
-    from rlrnn.files import check_output_path
-    from rlrnn.probe import checkpoint_path, load_agent
 
     check_output_path(out, (".png",), "figure")
     if torch.device(device).type == "cpu":

@@ -21,7 +21,9 @@ from torch import Tensor
 from agents import ActorCritic, RecurrentState
 from envs import TensorCartPole, make_batched_env
 from envs.batched import TENSOR_CARTPOLES
+from rlrnn.checkpoint import build_agent, checkpoint_path, load_checkpoint
 from rlrnn.errors import UsageError
+from rlrnn.files import check_output_path, save_figure
 
 VELOCITY_KEYS = ("cart_velocity", "pole_angular_velocity")
 VELOCITY_LABELS = ("cart velocity", "pole angular velocity")
@@ -334,8 +336,6 @@ def plot_probe(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rlrnn.files import save_figure
-
     fig, axes = plt.subplots(2, 1, figsize=(9, 5.4), dpi=120, sharex=True)
     main = results[0]
     shown = main.example_steps < max_steps
@@ -367,16 +367,8 @@ def plot_probe(
 # ---------------------------------------------------------------- command
 
 
-def checkpoint_path(run: Path, which: str = "best") -> Path:
-    """``run`` itself for a checkpoint file, ``run/<which>.pt`` for a run directory."""
-    run = Path(run)
-    return run / f"{which}.pt" if run.is_dir() else run
-
-
 def load_agent(run: Path, which: str, device: torch.device | str) -> tuple[ActorCritic, Any]:
     """An rlrnn agent and its config from a run directory or checkpoint (else a UsageError)."""
-    from rlrnn.checkpoint import load_checkpoint
-
     path = checkpoint_path(run, which)
     agent, config, _ = load_checkpoint(path, device)
     if not isinstance(agent, ActorCritic):
@@ -387,8 +379,6 @@ def load_agent(run: Path, which: str, device: torch.device | str) -> tuple[Actor
 def untrained_copy(agent: ActorCritic, config: Any, seed: int = 0) -> ActorCritic:
     """The same architecture with fresh weights, reading observations through the trained
     agent's normalisation (so the two differ only in what training did to the weights)."""
-    from rlrnn.checkpoint import build_agent
-
     torch.manual_seed(seed)
     fresh = build_agent(config, agent.obs_dim, agent.num_actions)
     fresh.obs_norm.load_state_dict(agent.obs_norm.state_dict())
@@ -410,7 +400,6 @@ def probe_command(
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """``rlrnn probe``: probe a run (and baselines along its trajectories), plot, report."""
-    from rlrnn.files import check_output_path
 
     path = checkpoint_path(run, checkpoint)
     out = Path(out) if out is not None else path.parent / "probe.png"
