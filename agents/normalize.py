@@ -30,13 +30,17 @@ class RunningNorm(nn.Module):
         return ((x - self.mean) * self.inv_std).clamp(-self.clip, self.clip)
 
     @torch.no_grad()
-    def update(self, x: Tensor) -> None:
-        """Fold a batch ``(..., size)`` into the running statistics, without leaving the device."""
+    def update(self, x: Tensor, active: Tensor | None = None) -> None:
+        """Fold a batch ``(..., size)`` into the running statistics, without leaving the device.
+
+        ``active``: a 0-dim bool tensor; when False the batch counts for nothing (the statistics
+        stay as they are) and the host never has to look at it.
+        """
         if not self.enabled:
             return
         x = x.reshape(-1, self.mean.numel())  # (..., D) -> (N, D)
         batch_var, batch_mean = torch.var_mean(x, dim=0, correction=0)
-        n = x.shape[0]
+        n = x.shape[0] if active is None else x.shape[0] * active.to(x.dtype)
         total = self.count + n
         delta = batch_mean - self.mean
         self.mean += delta * n / total

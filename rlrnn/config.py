@@ -95,6 +95,18 @@ class PPOConfig:
     target_kl: float = option(
         0.0, "end an update's epochs early once their mean approx_kl passes this (0: never)"
     )
+    desired_kl: float = option(
+        0.0,
+        "adapt the learning rate after each minibatch to keep approx_kl near this:"
+        " /1.5 above twice it, x1.5 below half of it (0: off)",
+    )
+    freeze_obs_norm: bool = option(
+        False,
+        "stop updating the observation normaliser once the recent training return reaches the"
+        " env's reward threshold (else its mean follows a drifting cart)",
+    )
+    adam_beta1: float = option(0.9, "Adam's first-moment decay")
+    adam_beta2: float = option(0.999, "Adam's second-moment decay")
 
     def __post_init__(self) -> None:
         for name in (
@@ -115,8 +127,17 @@ class PPOConfig:
         _require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
         _require(0 <= self.gae_lambda <= 1, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         _require(self.clip_coef > 0, f"clip_coef must be > 0, got {self.clip_coef}")
-        for name in ("ent_coef", "vf_coef", "max_grad_norm", "target_kl"):
+        for name in (
+            "ent_coef",
+            "vf_coef",
+            "max_grad_norm",
+            "target_kl",
+            "desired_kl",
+        ):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("adam_beta1", "adam_beta2"):
+            value = getattr(self, name)
+            _require(0 <= value < 1, f"{name} must be in [0, 1), got {value}")
         _require(
             self.total_timesteps >= self.batch_size,
             f"total_timesteps ({self.total_timesteps}) is less than one rollout"

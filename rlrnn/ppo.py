@@ -19,6 +19,10 @@ from envs import BatchedEnv
 from rlrnn.config import PPOConfig
 from rlrnn.gae import bootstrap_truncated, compute_gae
 
+KL_LR_FACTOR = 1.5  # how far one minibatch moves the KL-adaptive learning rate
+KL_LR_BOUNDS = (1e-5, 1e-2)  # the KL-adaptive learning rate stays within these
+SOLVED_WINDOW = 20  # about how many recent episodes the solved test averages
+
 
 class Rollout(NamedTuple):
     obs: Tensor  # (T, B, D)
@@ -73,15 +77,27 @@ class RecurrentPPO:
     def __init__(self, agent: ActorCritic, env: BatchedEnv, config: PPOConfig, seed: int) -> None:
         self.agent, self.env, self.config = agent, env, config
         self.device = env.device
-        # Fused Adam: one kernel for all parameters instead of a handful per tensor.
+        # The learning rate lives on the device, so the KL-adaptive schedule moves it without a
+        # host sync. Fused Adam: one kernel for all parameters instead of a handful per tensor.
+        self.lr = torch.tensor(config.learning_rate, device=self.device)
         self.optimizer = torch.optim.Adam(
-            agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True
+            agent.parameters(),
+            lr=self.lr,
+            betas=(config.adam_beta1, config.adam_beta2),
+            eps=1e-5,
+            fused=True,
         )
         self.reward_scale = (
             RunningReturnScale(env.num_envs, config.gamma, self.device)
             if config.normalize_reward
             else None
         )
+        # "Solved": the training return over recent episodes reaches the env's threshold. Kept
+        # on the device (a moving average weighted by finished episodes): no host sync.
+        self.recent_return = torch.zeros((), device=self.device)
+        self.finished_episodes = torch.zeros((), device=self.device)
+        self.solved = torch.zeros((), dtype=torch.bool, device=self.device)
+        self.threshold = env.reward_threshold if config.freeze_obs_norm else None
         self.obs = env.reset(seed)
         self.episode_starts = torch.ones(env.num_envs, device=self.device)
         self.state = agent.initial_state(env.num_envs, self.device)
@@ -170,10 +186,9 @@ class RecurrentPPO:
         """PPO epochs over ``rollout``; ``progress`` in [0, 1) drives the linear annealing."""
         cfg = self.config
         frac = 1.0 - progress
-        lr = cfg.learning_rate * (frac if cfg.anneal_lr else 1.0)
         clip = cfg.clip_coef * (frac if cfg.anneal_clip else 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        if not cfg.desired_kl:  # the KL-adaptive schedule replaces the linear one
+            self.lr.fill_(cfg.learning_rate * (frac if cfg.anneal_lr else 1.0))
 
         B = rollout.obs.shape[1]
         totals: dict[str, Tensor] = {}
@@ -191,8 +206,27 @@ class RecurrentPPO:
                 break
         out = {k: v / n for k, v in totals.items()}
         out["epochs"] = torch.tensor(n / cfg.num_minibatches, device=self.device)
-        out["learning_rate"] = torch.tensor(lr, device=self.device)
+        out["learning_rate"] = self.lr.clone()
         out["explained_variance"] = explained_variance(rollout.values, rollout.returns)
+        return out | self.diagnostics(rollout)
+
+    @torch.no_grad()
+    def diagnostics(self, rollout: Rollout) -> dict[str, Tensor]:
+        """What moves when a solved policy collapses: the raw advantage scale (before the
+        per-minibatch normalisation), the return scale the rewards are divided by, the value
+        level, the observation normaliser's statistics and whether the normalisers are frozen
+        (``freeze_obs_norm``). Keys are TensorBoard tags."""
+        out = {
+            "diagnostics/advantage_std": rollout.advantages.std(),
+            "diagnostics/value_mean": rollout.values.mean(),
+            "diagnostics/solved": self.solved.float(),
+        }
+        if self.reward_scale is not None:
+            out["diagnostics/return_std"] = self.reward_scale.stats.inv_std[0].reciprocal()
+        norm = self.agent.obs_norm
+        for i in range(norm.mean.numel()):
+            out[f"diagnostics/obs_mean_{i}"] = norm.mean[i]
+            out[f"diagnostics/obs_std_{i}"] = norm.inv_std[i].reciprocal()
         return out
 
     def _minibatch_step(self, rollout: Rollout, envs: Tensor, clip: float) -> dict[str, Tensor]:
@@ -225,14 +259,40 @@ class RecurrentPPO:
         grad_norm = nn.utils.clip_grad_norm_(self.agent.parameters(), max_norm)
         self.optimizer.step()
         with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()
+            if cfg.desired_kl:
+                self._adapt_learning_rate(approx_kl)
             return {
                 "policy_loss": pg_loss.detach(),
                 "value_loss": value_loss.detach(),
                 "entropy": entropy.detach(),
-                "approx_kl": ((ratio - 1) - log_ratio).mean(),
+                "approx_kl": approx_kl,
                 "clipfrac": ((ratio - 1).abs() > clip).float().mean(),
                 "grad_norm": grad_norm,
             }
+
+    def _adapt_learning_rate(self, approx_kl: Tensor) -> None:
+        """rsl_rl's schedule: a step that moved the policy more than twice the desired KL
+        shrinks the next one by 1.5, one that moved it less than half grows it by 1.5."""
+        kl = self.config.desired_kl
+        factor = torch.where(
+            approx_kl > 2 * kl,
+            1 / KL_LR_FACTOR,
+            torch.where(approx_kl < kl / 2, KL_LR_FACTOR, 1.0),
+        )
+        self.lr.mul_(factor).clamp_(*KL_LR_BOUNDS)
+
+    def _track_solved(self, episodes: EpisodeStats) -> None:
+        """Fold this rollout's finished episodes into the running return (each episode weighs
+        1/SOLVED_WINDOW, a moving average over about that many episodes) and latch ``solved``
+        once it reaches the threshold with at least that many episodes seen. One rollout of a
+        few long episodes is not enough: a policy is called solved on its recent record."""
+        weight = 1 - (1 - 1 / SOLVED_WINDOW) ** episodes.count
+        batch_mean = episodes.return_sum / episodes.count.clamp_min(1)
+        self.recent_return += weight * (batch_mean - self.recent_return)
+        self.finished_episodes += episodes.count
+        reached = self.recent_return >= self.threshold
+        self.solved |= reached & (self.finished_episodes >= SOLVED_WINDOW)
 
     # ------------------------------------------------------------------ resuming
     def state_dict(self) -> dict[str, Any]:
@@ -241,6 +301,7 @@ class RecurrentPPO:
         env_state = getattr(self.env, "state_dict", None)
         saved = {
             "optimizer": self.optimizer.state_dict(),
+            "learning_rate": self.lr,
             "reward_scale": None if self.reward_scale is None else self.reward_scale.state_dict(),
             "obs": self.obs,
             "episode_starts": self.episode_starts,
@@ -248,6 +309,9 @@ class RecurrentPPO:
             "state_c": self.state.c,
             "episode_return": self._episode_return,
             "episode_length": self._episode_length,
+            "solved": self.solved,
+            "recent_return": self.recent_return,
+            "finished_episodes": self.finished_episodes,
             "env_steps": self.env_steps,
             "iteration": self.iteration,
             "env": None if env_state is None else env_state(),
@@ -262,9 +326,16 @@ class RecurrentPPO:
         start fresh episodes, seeded by the step count."""
         to = {"device": self.device}
         self.optimizer.load_state_dict(saved["optimizer"])
+        if self.config.desired_kl:  # the adapted rate goes on; a fixed schedule recomputes it
+            self.lr.copy_(saved["learning_rate"])
+        for group in self.optimizer.param_groups:  # loading replaced the tensor Adam reads
+            group["lr"] = self.lr
         if self.reward_scale is not None:
             self.reward_scale.load_state_dict(saved["reward_scale"])
         self.env_steps, self.iteration = int(saved["env_steps"]), int(saved["iteration"])
+        for key in ("solved", "recent_return", "finished_episodes"):
+            if key in saved:  # absent from checkpoints of older versions
+                getattr(self, key).copy_(saved[key])
         if saved["env"] is not None and hasattr(self.env, "load_state_dict"):
             self.env.load_state_dict(saved["env"])
             self.obs = saved["obs"].to(**to)
@@ -286,7 +357,9 @@ class RecurrentPPO:
         stats = self.update(rollout, progress)
         # New observation statistics apply from the next rollout on, so the update above saw
         # exactly the inputs the rollout acted on.
-        self.agent.obs_norm.update(rollout.obs)
+        if self.threshold is not None:
+            self._track_solved(episodes)
+        self.agent.obs_norm.update(rollout.obs, active=~self.solved)
         self.iteration += 1
         return stats, episodes
 

@@ -260,8 +260,9 @@ def _log_iteration(
     """TensorBoard scalars of one kept iteration; ``values`` ends with the episode statistics."""
     count, return_sum, length_sum = values[len(logged) : len(logged) + 3]
     for key, value in logged.items():
-        prefix = "charts" if key in ("learning_rate", "epochs") else "losses"
-        writer.add_scalar(f"{prefix}/{key}", value, step)
+        if "/" not in key:  # PPO's own statistics; diagnostics come with their tag
+            key = f"{'charts' if key in ('learning_rate', 'epochs') else 'losses'}/{key}"
+        writer.add_scalar(key, value, step)
     writer.add_scalar("charts/SPS", step / max(loop["train_seconds"], 1e-9), step)
     if count > 0:
         loop["recent_return"] = return_sum / count

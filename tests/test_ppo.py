@@ -12,7 +12,7 @@ from envs import make_batched_env
 from rlrnn.checkpoint import build_agent, load_checkpoint, save_checkpoint
 from rlrnn.config import AgentConfig, PPOConfig, RunConfig
 from rlrnn.errors import UsageError
-from rlrnn.ppo import RecurrentPPO
+from rlrnn.ppo import KL_LR_BOUNDS, KL_LR_FACTOR, EpisodeStats, RecurrentPPO
 from rlrnn.training import train
 
 TINY = PPOConfig(total_timesteps=2048, num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2)
@@ -60,6 +60,74 @@ def test_target_kl_ends_the_epochs_early(target_kl, epochs):
     ppo.collect_rollout()
     stats, _ = ppo.iterate()  # the second update: its first epoch moves the policy
     assert stats["epochs"] == epochs
+
+
+@pytest.mark.parametrize(
+    ("approx_kl", "factor"), [(0.05, 1 / KL_LR_FACTOR), (0.015, 1.0), (0.001, KL_LR_FACTOR)]
+)
+def test_kl_adaptive_learning_rate_moves_against_the_kl(approx_kl, factor):
+    ppo = make_trainer()
+    ppo.config = dataclasses.replace(ppo.config, desired_kl=0.01)
+    before = ppo.lr.item()
+    ppo._adapt_learning_rate(torch.tensor(approx_kl))
+    assert ppo.lr.item() == pytest.approx(before * factor)
+    assert ppo.optimizer.param_groups[0]["lr"] is ppo.lr  # Adam reads the adapted rate
+
+
+def test_kl_adaptive_learning_rate_stays_within_bounds_and_drives_the_update():
+    ppo = make_trainer()
+    ppo.config = dataclasses.replace(ppo.config, desired_kl=1e-12)  # every step is too big
+    stats, _ = ppo.iterate()
+    assert stats["learning_rate"].item() < ppo.config.learning_rate / KL_LR_FACTOR
+    for _ in range(60):
+        ppo._adapt_learning_rate(torch.tensor(1.0))
+    assert ppo.lr.item() == pytest.approx(KL_LR_BOUNDS[0])
+    for _ in range(60):
+        ppo._adapt_learning_rate(torch.tensor(0.0))
+    assert ppo.lr.item() == pytest.approx(KL_LR_BOUNDS[1])
+
+
+def test_fixed_schedule_anneals_the_learning_rate_linearly():
+    ppo = make_trainer()
+    ppo.iteration = ppo.config.num_iterations // 2
+    stats, _ = ppo.iterate()
+    assert stats["learning_rate"].item() == pytest.approx(ppo.config.learning_rate / 2)
+
+
+def episodes(count: int, mean_return: float) -> EpisodeStats:
+    return EpisodeStats(
+        torch.tensor(float(count)), torch.tensor(count * mean_return), torch.tensor(0.0)
+    )
+
+
+def test_solved_needs_a_recent_record_and_then_stays_latched():
+    ppo = make_trainer()
+    ppo.threshold = 475.0
+    ppo._track_solved(episodes(1, 500.0))  # one long episode is no record
+    assert not ppo.solved
+    for _ in range(40):
+        ppo._track_solved(episodes(2, 200.0))
+    assert not ppo.solved  # many episodes, but far below the threshold
+    for _ in range(40):
+        ppo._track_solved(episodes(2, 500.0))
+        if ppo.solved:
+            break
+    assert ppo.solved and ppo.recent_return >= 475
+    ppo._track_solved(episodes(5, 20.0))
+    assert ppo.solved  # latched: the normaliser stays frozen through a later dip
+
+
+def test_observation_statistics_freeze_once_solved():
+    ppo = make_trainer()
+    ppo.iterate()
+    moved = ppo.agent.obs_norm.mean.clone()
+    ppo.iterate()
+    assert not torch.equal(moved, ppo.agent.obs_norm.mean)  # still learning its statistics
+    ppo.solved.fill_(True)
+    frozen = {k: v.clone() for k, v in ppo.agent.obs_norm.state_dict().items()}
+    ppo.iterate()
+    for key, value in ppo.agent.obs_norm.state_dict().items():
+        assert torch.equal(value, frozen[key]), key
 
 
 def test_same_seed_gives_the_same_run(tmp_path):
@@ -146,6 +214,8 @@ def test_running_norm_matches_numpy_statistics():
         ({"num_steps": 0}, "num_steps must be >= 1"),
         ({"total_timesteps": 10}, "less than one rollout"),
         ({"learning_rate": -1.0}, "learning_rate"),
+        ({"desired_kl": -0.01}, "desired_kl must be >= 0"),
+        ({"adam_beta2": 1.0}, r"adam_beta2 must be in \[0, 1\)"),
     ],
 )
 def test_impossible_hyperparameters_are_refused(changes, message):

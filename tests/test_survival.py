@@ -1,5 +1,6 @@
 """Runs that survive: resume, Ctrl-C / SIGTERM, kill -9, divergence guards, checkpoint checks."""
 
+import dataclasses
 import json
 import os
 import random
@@ -57,11 +58,17 @@ def stop_at(monkeypatch, env_steps: int, signum: int = signal.SIGINT) -> None:
     monkeypatch.setattr(RecurrentPPO, "iterate", iterate)
 
 
-def test_interrupt_and_resume_gives_the_same_weights_as_a_straight_run(tmp_path, monkeypatch):
-    straight = train(SMALL, tmp_path / "straight", show_progress=False)
+KL_ADAPTIVE = dataclasses.replace(SMALL, ppo=dataclasses.replace(SMALL.ppo, desired_kl=0.002))
+
+
+@pytest.mark.parametrize("config", [SMALL, KL_ADAPTIVE], ids=["linear-lr", "kl-adaptive-lr"])
+def test_interrupt_and_resume_gives_the_same_weights_as_a_straight_run(
+    tmp_path, monkeypatch, config
+):
+    straight = train(config, tmp_path / "straight", show_progress=False)
     stop_at(monkeypatch, 2048)
     with pytest.raises(TrainingInterrupted) as stopped:
-        train(SMALL, tmp_path / "resumed", show_progress=False)
+        train(config, tmp_path / "resumed", show_progress=False)
     assert stopped.value.exit_code == 130
     assert "Resume: python train.py --resume" in str(stopped.value)
     summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
@@ -69,7 +76,7 @@ def test_interrupt_and_resume_gives_the_same_weights_as_a_straight_run(tmp_path,
     assert not (tmp_path / "resumed" / "final.pt").exists()
     monkeypatch.undo()
 
-    resumed = train(SMALL, tmp_path / "resumed", show_progress=False, resume=True)
+    resumed = train(config, tmp_path / "resumed", show_progress=False, resume=True)
     assert resumed["status"] == "finished" and resumed["env_steps"] == 4096
     assert_same_weights(tmp_path / "straight" / "final.pt", tmp_path / "resumed" / "final.pt")
     assert_same_weights(tmp_path / "straight" / "best.pt", tmp_path / "resumed" / "best.pt")
