@@ -37,6 +37,7 @@ from rlrnn.errors import UsageError
 from rlrnn.evaluation import evaluate
 from rlrnn.files import atomic_write_text, make_writable_dir, save_figure
 from rlrnn.hyperparams import default_config
+from rlrnn.stability import pooled_stays_solved, stability
 from rlrnn.training import LAST, train
 
 DEFAULT_AGENTS = ("mlp", "framestack", "lstm")
@@ -254,6 +255,8 @@ class AgentResult:
     solved_seeds: int  # seeds whose periodic evaluation reached the threshold in training
     median_steps_to_solve: float | None
     median_seconds_to_solve: float | None
+    stays_solved: float | None  # periodic evaluations after the first solve still solved, pooled
+    worst_after_solve: float | None  # the lowest periodic evaluation after a first solve
     steps_per_second: float
     parameters: int
 
@@ -269,6 +272,9 @@ def summarize(agent: str, records: list[dict[str, Any]]) -> AgentResult:
     def median(key: str) -> float | None:
         return statistics.median(s[key] for s in solved) if solved else None
 
+    held = [stability(s["evaluations"], threshold) for s in summaries]
+    worst = [h.worst_after_solve for h in held if h.worst_after_solve is not None]
+
     return AgentResult(
         agent=agent,
         seeds=len(records),
@@ -281,6 +287,8 @@ def summarize(agent: str, records: list[dict[str, Any]]) -> AgentResult:
         solved_seeds=len(solved),
         median_steps_to_solve=median("solved_at_steps"),
         median_seconds_to_solve=median("solved_at_seconds"),
+        stays_solved=pooled_stays_solved(held),
+        worst_after_solve=min(worst) if worst else None,
         steps_per_second=statistics.median(s["steps_per_second"] for s in summaries),
         parameters=summaries[0]["parameters"],
     )
@@ -324,8 +332,9 @@ def results_markdown(
         "",
         f"| agent | seeds | final return, mean [95% CI] | IQM | best.pt return"
         f" | success (best.pt >= {th}) | solved in training | median steps to solve"
-        " | median seconds to solve | steps/s | parameters |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " | median seconds to solve | stays solved | worst eval after solve | steps/s"
+        " | parameters |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         success = "-" if r.success_rate is None else f"{r.success_rate:.0%}"
@@ -333,7 +342,8 @@ def results_markdown(
             f"| {r.agent} | {r.seeds} | {r.final_mean:.1f} [{r.final_ci_low:.1f},"
             f" {r.final_ci_high:.1f}] | {r.final_iqm:.1f} | {r.best_mean:.1f} | {success}"
             f" | {r.solved_seeds}/{r.seeds} | {number(r.median_steps_to_solve, ',.0f')}"
-            f" | {number(r.median_seconds_to_solve, '.1f')} | {r.steps_per_second:,.0f}"
+            f" | {number(r.median_seconds_to_solve, '.1f')} | {number(r.stays_solved, '.0%')}"
+            f" | {number(r.worst_after_solve, '.0f')} | {r.steps_per_second:,.0f}"
             f" | {r.parameters:,} |"
         )
     lines += [
@@ -342,7 +352,9 @@ def results_markdown(
         " percentile bootstrap over seeds; IQM pools all episodes of all seeds. best.pt: the"
         " weights of the best periodic evaluation. Solved in training: a periodic evaluation"
         f" mean reached {th}; steps and seconds to solve are medians over those seeds"
-        " (seconds are training time, evaluations excluded).",
+        " (seconds are training time, evaluations excluded). Stays solved: the share of"
+        " periodic evaluations after a seed's first solve that stayed solved, pooled over"
+        " seeds, and the worst of them.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -22,6 +22,7 @@ from rlrnn.config import AGENT_NAMES
 from rlrnn.evaluation import evaluate
 from rlrnn.hyperparams import HYPERPARAMS, default_config
 from rlrnn.sb3 import SB3Policy
+from rlrnn.stability import pooled_stays_solved, stability
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--total-timesteps", "1024", "--eval-interval", "512", "--episodes", "5"]
@@ -130,6 +131,9 @@ def test_compare_report_matches_its_runs(report):
         solved = sum(s["solved_at_steps"] is not None for s in summaries)
         assert int(row["solved_seeds"]) == solved
         assert int(row["parameters"]) == summaries[0]["parameters"]
+        held = [stability(s["evaluations"], s["reward_threshold"]) for s in summaries]
+        stays = pooled_stays_solved(held)
+        assert row["stays_solved"] == ("" if stays is None else str(round(stays, 4)))
         sps = statistics.median(s["steps_per_second"] for s in summaries)
         assert float(row["steps_per_second"]) == near(sps)
         # The evaluation is real: the final checkpoint replays the same returns.

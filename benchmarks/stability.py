@@ -1,0 +1,166 @@
+"""Does a solved policy stay solved? Agents x seeds x budgets, judged on the final weights.
+
+For every run: the final weights' mean return over ``--episodes`` fresh episodes, the share of
+periodic evaluations after the first solve that stay >= the threshold ("stays solved", pooled
+over seeds) and the worst of them. Variants change the agents' tuned defaults with train.py's
+own flags, so the same text trains the same thing from the command line:
+
+    python benchmarks/stability.py                              # the defaults, 100k and 500k
+    python benchmarks/stability.py --agents lstm --budgets 100000 \\
+        --variant "lr2e-3=--learning-rate 0.002" --variant "beta=--adam-beta2 0.9"
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import dataclasses
+import json
+import multiprocessing
+import shlex
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rlrnn.checkpoint import load_checkpoint
+from rlrnn.config import RunConfig, add_config_arguments, config_from_args
+from rlrnn.evaluation import evaluate
+from rlrnn.hyperparams import default_config
+from rlrnn.stability import Stability, pooled_stays_solved, stability
+from rlrnn.training import train
+
+AGENTS = ("lstm", "gru", "lstm2", "framestack", "rnn")
+
+
+def variant_config(agent: str, flags: str, budget: int, seed: int) -> RunConfig:
+    """``agent``'s tuned defaults with train.py ``flags`` on top, at ``budget`` env steps."""
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_config_arguments(parser)
+    base = default_config(agent)
+    base = dataclasses.replace(
+        base, seed=seed, ppo=dataclasses.replace(base.ppo, total_timesteps=budget)
+    )
+    return config_from_args(parser.parse_args(shlex.split(flags)), base)
+
+
+def run(config: RunConfig, episodes: int) -> dict[str, Any]:
+    """Train ``config`` in a temporary folder; the summary plus the final weights' returns."""
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = train(config, Path(tmp), show_progress=False)
+        policy, _, _ = load_checkpoint(Path(tmp) / "final.pt")
+        final = evaluate(policy, config.env_id, episodes).mean
+    held = stability(summary["evaluations"], summary["reward_threshold"])
+    return {
+        "agent": config.agent.agent,
+        "seed": config.seed,
+        "budget": config.ppo.total_timesteps,
+        "final": final,
+        "solved_at_steps": summary["solved_at_steps"],
+        "solved_at_seconds": summary["solved_at_seconds"],
+        "train_seconds": summary["train_seconds"],
+        "stability": held._asdict(),
+        "threshold": summary["reward_threshold"],
+    }
+
+
+def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (variant, agent, budget)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["variant"], r["agent"], r["budget"]), []).append(r)
+    rows = []
+    for (variant, agent, budget), runs in groups.items():
+        runs.sort(key=lambda r: r["seed"])
+        threshold = runs[0]["threshold"]
+        held = [stability_of(r) for r in runs]
+        worst_after = [h.worst_after_solve for h in held if h.worst_after_solve is not None]
+        solved = [r["solved_at_seconds"] for r in runs if r["solved_at_seconds"] is not None]
+        rows.append(
+            {
+                "variant": variant,
+                "agent": agent,
+                "budget": budget,
+                "finals": [round(r["final"], 1) for r in runs],
+                "final_ok": sum(r["final"] >= threshold for r in runs),
+                "seeds": len(runs),
+                "worst_final": min(r["final"] for r in runs),
+                "stays_solved": pooled_stays_solved(held),
+                "worst_after_solve": min(worst_after) if worst_after else None,
+                "solved": len(solved),
+                "median_seconds_to_solve": statistics.median(solved) if solved else None,
+            }
+        )
+    return rows
+
+
+def stability_of(record: dict[str, Any]) -> Stability:
+    return Stability(**record["stability"])
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    def num(value: float | None, fmt: str) -> str:
+        return "–" if value is None else format(value, fmt)
+
+    lines = [
+        "| variant | agent | budget | final ≥ 475 | worst seed final | stays solved"
+        " | worst eval after solve | median s to solve | finals by seed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['agent']} | {r['budget']:,} | {r['final_ok']}/{r['seeds']}"
+            f" | {r['worst_final']:.1f} | {num(r['stays_solved'], '.0%')}"
+            f" | {num(r['worst_after_solve'], '.0f')}"
+            f" | {num(r['median_seconds_to_solve'], '.2f')} ({r['solved']}/{r['seeds']})"
+            f" | {', '.join(f'{f:.0f}' for f in r['finals'])} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--agents", nargs="+", default=list(AGENTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[100_000, 500_000])
+    parser.add_argument("--episodes", type=int, default=100, help="episodes judging final.pt")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=FLAGS",
+        help="train.py flags on top of each agent's defaults (repeatable; default: none)",
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="write every run's record here (JSON)")
+    args = parser.parse_args()
+    variants = [v.partition("=")[::2] for v in args.variant] or [("default", "")]
+    jobs = [
+        (name, variant_config(agent, flags, budget, seed))
+        for name, flags in variants
+        for agent in args.agents
+        for budget in args.budgets
+        for seed in args.seeds
+    ]
+    context = multiprocessing.get_context("spawn")
+    records = []
+    with cf.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+        futures = {pool.submit(run, config, args.episodes): name for name, config in jobs}
+        for future in cf.as_completed(futures):
+            record = {"variant": futures[future], **future.result()}
+            records.append(record)
+            print(
+                f"{record['variant']} {record['agent']} {record['budget']:,} s{record['seed']}:"
+                f" final {record['final']:.1f}, solved at {record['solved_at_steps']}",
+                flush=True,
+            )
+    rows = table_rows(records)
+    print(markdown(rows))
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows, "runs": records}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
