@@ -6,19 +6,26 @@ evaluator for both); *solved* is the first evaluation with a mean return >= 475.
 training seconds, evaluation time excluded for both. RecurrentPPO uses rl-baselines3-zoo's tuned
 ``CartPoleNoVel-v1`` hyperparameters and stops once solved (or at ``--max-steps``).
 
+``--baseline DIR`` also times the rlrnn of another checkout (e.g. a git worktree of an older
+commit) with its own defaults, seed by seed between the others, so a change to the defaults is
+measured side by side with what it replaces. rlrnn runs each seed in a fresh subprocess (the
+checkout under test on ``PYTHONPATH``); RecurrentPPO runs in this process.
+
     python benchmarks/speed_vs_sb3.py --seeds 0 1 2 3 4
+    git worktree add /tmp/old HEAD~3
+    python benchmarks/speed_vs_sb3.py --baseline /tmp/old
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
 import platform
 import statistics
-import tempfile
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,10 +37,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 from torch import nn
 
 import envs  # noqa: F401  (registers PositionOnlyCartPole-v1)
-from rlrnn.config import RunConfig
 from rlrnn.evaluation import evaluate
 from rlrnn.sb3 import SB3Policy
-from rlrnn.training import train
 
 ENV_ID = "PositionOnlyCartPole-v1"
 THRESHOLD = 475.0
@@ -105,18 +110,36 @@ def run_sb3(seed: int, max_steps: int, eval_interval: int, device: str) -> dict:
     }
 
 
-def run_rlrnn(seed: int, max_steps: int, eval_interval: int, device: str) -> dict:
-    base = RunConfig()
-    config = dataclasses.replace(
-        base,
-        seed=seed,
-        device=device,
-        eval_interval=eval_interval,
-        ppo=dataclasses.replace(base.ppo, total_timesteps=max_steps),
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = train(config, Path(tmp), show_progress=False)
-    return {k: summary[k] for k in ("solved_at_steps", "solved_at_seconds", "steps_per_second")}
+# Trains rlrnn's defaults in the checkout on PYTHONPATH; prints the summary's speed figures.
+RLRNN_RUN = """
+import dataclasses, json, sys, tempfile, torch
+from pathlib import Path
+from rlrnn.config import RunConfig
+from rlrnn.training import train
+seed, max_steps, eval_interval, device, threads = json.loads(sys.argv[1])
+torch.set_num_threads(threads)
+base = RunConfig()
+config = dataclasses.replace(
+    base, seed=seed, device=device, eval_interval=eval_interval,
+    ppo=dataclasses.replace(base.ppo, total_timesteps=max_steps),
+)
+with tempfile.TemporaryDirectory() as tmp:
+    summary = train(config, Path(tmp), show_progress=False)
+keys = ("solved_at_steps", "solved_at_seconds", "steps_per_second")
+print(json.dumps({k: summary[k] for k in keys}))
+"""
+
+
+def run_rlrnn(checkout: Path, seed: int, max_steps: int, eval_interval: int, device: str) -> dict:
+    """Train rlrnn's defaults from ``checkout`` in a fresh process."""
+    threads = torch.get_num_threads()
+    args = json.dumps([seed, max_steps, eval_interval, device, threads])
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    result = subprocess.run(
+        [sys.executable, "-c", RLRNN_RUN, args], env=env, cwd=checkout, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def median_solved(runs: list[dict], key: str) -> float:
@@ -136,12 +159,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument(
+        "--baseline", type=Path, help="another rlrnn checkout to time beside this one"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    here = Path(__file__).resolve().parents[1]
+    runners = {"rlrnn": lambda *a: run_rlrnn(here, *a)}
+    if args.baseline:
+        baseline = args.baseline.resolve()
+        runners["rlrnn (baseline)"] = lambda *a: run_rlrnn(baseline, *a)
+    runners["sb3-contrib RecurrentPPO"] = run_sb3
     rows = []
     for seed in args.seeds:
-        for name, runner in (("rlrnn", run_rlrnn), ("sb3-contrib RecurrentPPO", run_sb3)):
+        for name, runner in runners.items():
             torch.set_num_threads(args.threads)
             result = runner(seed, args.max_steps, args.eval_interval, args.device)
             rows.append({"agent": name, "seed": seed, **result})
@@ -150,7 +182,7 @@ def main() -> None:
     print("\n| agent | solved | median env steps to solve | median seconds to solve | steps/s |")
     print("|---|---|---|---|---|")
     medians = {}
-    for name in ("rlrnn", "sb3-contrib RecurrentPPO"):
+    for name in runners:
         runs = [r for r in rows if r["agent"] == name]
         solved = sum(r["solved_at_steps"] is not None for r in runs)
         steps, secs = (
@@ -166,6 +198,9 @@ def main() -> None:
     ratio = medians["sb3-contrib RecurrentPPO"] / medians["rlrnn"]
     if math.isfinite(medians["rlrnn"]):
         print(f"\nrlrnn solves {ratio:.1f}x faster (median seconds to solve).")
+    if args.baseline:
+        change = medians["rlrnn"] / medians["rlrnn (baseline)"] - 1
+        print(f"rlrnn vs the baseline checkout: {change:+.0%} median seconds to solve.")
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
         f" {args.threads} torch thread(s), torch {torch.__version__}, device {args.device}"
@@ -174,6 +209,8 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {"runs": rows, "speedup": ratio, "machine": machine, "seeds": args.seeds}
+        if args.baseline:
+            report["baseline"] = str(args.baseline)
         args.out.write_text(json.dumps(report, indent=2))
 
 
