@@ -540,7 +540,7 @@ def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv
-    threading.excepthook = _quiet_thread_write_errors
+    hook, threading.excepthook = threading.excepthook, _quiet_thread_write_errors
     try:
         return args.handler(args)
     except (UsageError, EnvError) as e:
@@ -564,6 +564,8 @@ def _main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"rlrnn {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        threading.excepthook = hook
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ class UsageError(Exception):
     """A mistake in what the user asked for: a bad id, value, path or file (exit code 2)."""
 
 
-class Interrupted(Exception):
+class Interrupted(BaseException):
     """SIGINT or SIGTERM stopped a command cleanly: what it wrote is whole (exit code
-    128 + signal)."""
+    128 + signal). Like KeyboardInterrupt, not an Exception: a library's ``except Exception``
+    (imageio's, around the pipe to ffmpeg) must not turn it into an error."""
 
     def __init__(self, message: str, signal_number: int) -> None:
         super().__init__(message)

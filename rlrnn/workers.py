@@ -24,6 +24,7 @@ import signal
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
@@ -109,6 +110,7 @@ def _worker_main(conn: Connection, function: Callable[[Any], Any]) -> None:
 
     for s in STOP_SIGNALS:
         signal.signal(s, handle)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked since the parent's start
     conn.send(("ready", None, None))
     while True:
         try:
@@ -143,8 +145,8 @@ class _Worker:
     def __init__(self, context: Any, function: Callable[[Any], Any]) -> None:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker_main, args=(child, function), daemon=True)
-        # Started with SIGINT and SIGTERM ignored (a spawned child keeps an ignored signal)
-        # until it has its own handlers; blocked here meanwhile, so none is lost for the parent.
+        # Started with SIGINT and SIGTERM blocked and ignored (a spawned child keeps both) until
+        # it has its own handlers; blocked here meanwhile, so none is lost for the parent.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         handlers = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
         try:
@@ -199,6 +201,8 @@ class _Pool:
     def run(self) -> None:
         previous = {s: signal.signal(s, self._forward) for s in STOP_SIGNALS}
         context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
+        # Started now, not inside a worker's start: its launch unblocks both signals.
+        resource_tracker.ensure_running()
         try:
             for _ in range(self.count):
                 if self.requested is None:
@@ -259,7 +263,10 @@ class _Pool:
     def _ended(self, worker: _Worker) -> None:
         worker.process.join()
         self.live.remove(worker)
-        if worker.task is not None and self.failure is None:
+        if worker.task is not None and self.requested is not None:
+            self.stopped.append(worker.task)  # killed while stopping: its last.pt is kept
+            self.pending.append(worker.task)
+        elif worker.task is not None and self.failure is None:
             self.pending.append(worker.task)
             self.failure = RuntimeError(
                 f"a worker process died (exit code {worker.process.exitcode}) on task {worker.task}"
