@@ -3,14 +3,13 @@ one clear line on stderr and no traceback; across the sweep no file is left behi
 or changed, no module a file names is imported, and no command allocates much beyond its imports.
 
 Each command runs in a process of its own, forked from one that has imported rlrnn already
-(``tests/forkrun.py``), so ~100 commands cost seconds of imports, not minutes.
+(``tests/forkrun.py``, the ``forked`` fixture), so ~100 commands cost seconds, not minutes.
 """
 
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from rlrnn.hyperparams import default_config
 from rlrnn.rundir import RunLock
 from rlrnn.training import train
 
-ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = Path(__file__).resolve().parent / "hostile"  # env modules that misbehave
 EVIL = "evilenv:Evil-v0"  # names a module shipped beside a checkpoint
 NO_FFMPEG = {"IMAGEIO_FFMPEG_EXE": "/nonexistent/ffmpeg"}
@@ -313,54 +311,30 @@ def snapshot(root: Path) -> dict[Path, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
+def outcomes(tmp_path_factory, forked):
     tmp = tmp_path_factory.mktemp("bad-input")
     run = make_files(tmp)
     work = tmp / "cwd"  # commands run here, so default output paths land inside tmp too
     work.mkdir()
-    logs = tmp_path_factory.mktemp("bad-input-logs")
-    cases = []
-    for k, (entry, args, _, *env) in enumerate(CASES):
-        cases.append(
-            {
-                "entry": entry,
-                "args": [a.format(run=run, tmp=tmp, shared=tmp / "shared") for a in args],
-                "cwd": str(work),
-                "env": {"SDL_VIDEODRIVER": "dummy", **(env[0] if env else {})},
-                "path": [str(HOSTILE), str(tmp / "shared")],  # so that an import would work
-                "stdout": str(logs / f"{k}.out"),
-                "stderr": str(logs / f"{k}.err"),
-            }
-        )
-    before = snapshot(tmp)
+    cases = [
+        {
+            "entry": entry,
+            "args": [a.format(run=run, tmp=tmp, shared=tmp / "shared") for a in args],
+            "cwd": str(work),
+            "env": {"SDL_VIDEODRIVER": "dummy", **(env[0] if env else {})},
+            "path": [str(HOSTILE), str(tmp / "shared")],  # so that an import would work
+        }
+        for entry, args, _, *env in CASES
+    ]
     try:
-        with RunLock(tmp / "locked"):  # a live writer, this process
+        with RunLock(tmp / "locked"):  # a live writer: this process
             before = snapshot(tmp)
-            runner = subprocess.run(
-                [sys.executable, str(ROOT / "tests" / "forkrun.py")],
-                input=json.dumps(cases),
-                capture_output=True,
-                text=True,
-                timeout=900,
-                cwd=work,
-            )
-        assert runner.returncode == 0, runner.stderr
-        report = json.loads(runner.stdout)
-        results = [
-            {
-                **r,
-                "stdout": Path(c["stdout"]).read_text(),
-                "stderr": Path(c["stderr"]).read_text(),
-            }
-            for r, c in zip(report["results"], cases, strict=True)
-        ]
-        after = snapshot(tmp)
-        after.pop(tmp / "locked" / ".rlrnn-lock", None)  # released after the sweep ran
-        before.pop(tmp / "locked" / ".rlrnn-lock", None)
+            report = forked(cases)
+            after = snapshot(tmp)
     finally:
         if os.geteuid() == 0:
             subprocess.run(["umount", str(tmp / "read-only")], capture_output=True)
-    return results, before, after, report["runner_maxrss_kb"], tmp
+    return report["results"], before, after, report["runner_maxrss_kb"], tmp
 
 
 def test_the_sweep_is_wide():
