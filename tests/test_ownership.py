@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from rlrnn.checkpoint import load_checkpoint
 from rlrnn.cli import main
 from rlrnn.compare import plan_runs
 from rlrnn.config import PPOConfig, RunConfig
@@ -66,7 +67,9 @@ def test_resume_of_a_live_run_is_refused_naming_its_process(tmp_path, capsys):
     live = start_training(*SMALL_ARGS, "--total-timesteps", "400000", "--run-dir", str(run_dir))
     try:
         wait_for(run_dir / "last.pt", live)
-        code = main(["train", "--resume", str(run_dir), "--total-timesteps", "800000", "--quiet"])
+        saved = load_checkpoint(run_dir / "last.pt")[2]["env_steps"]  # a short extension
+        resume = ["train", "--resume", str(run_dir), "--total-timesteps", str(saved + 512)]
+        code = main([*resume, "--quiet"])
         lines = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(lines) == 1, lines
         assert f"is in use by process {live.pid} on {socket.gethostname()}" in lines[0]
