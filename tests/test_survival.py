@@ -356,8 +356,8 @@ def test_sigterm_stops_a_recording_at_once_and_keeps_the_existing_files(tmp_path
 @pytest.fixture
 def small_disk(tmp_path, monkeypatch):
     """``(folder, mounted, fill)``: a folder on a 320 KB tmpfs where this machine lets us mount
-    one; elsewhere a folder where, after three files, every file rlrnn writes fails with ENOSPC
-    (in this process). ``fill()`` leaves it (almost) no room at once."""
+    one; elsewhere a folder where, after three files, every file rlrnn writes there fails with
+    ENOSPC (in this process). ``fill()`` leaves it (almost) no room at once."""
     import errno
     import shutil
 
@@ -377,9 +377,10 @@ def small_disk(tmp_path, monkeypatch):
         replace = files.os.replace
 
         def full(source: str, target: str) -> None:  # the last step of every atomic write
-            calls["n"] += 1
-            if calls["n"] > 3:
-                raise OSError(errno.ENOSPC, "No space left on device")
+            if Path(target).is_relative_to(folder):
+                calls["n"] += 1
+                if calls["n"] > 3:
+                    raise OSError(errno.ENOSPC, "No space left on device")
             replace(source, target)
 
         monkeypatch.setattr(files.os, "replace", full)
@@ -421,8 +422,9 @@ def test_a_full_disk_during_a_gif_keeps_the_old_file(small_disk, tiny_run, capsy
     disk, _, fill = small_disk
     gif = disk / "balance.gif"
     gif.write_bytes(b"the old GIF")
+    run = tiny_run("mlp")
     fill()
-    args = ["evaluate", str(tiny_run("mlp")), "--episodes", "1", "--gif", str(gif)]
+    args = ["evaluate", str(run), "--episodes", "1", "--gif", str(gif)]
     assert main([*args, "--render-max-steps", "60"]) == 74
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"cannot write {gif}: No space left on device" in err[0]
