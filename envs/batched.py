@@ -10,6 +10,7 @@ bootstrapping.
 from __future__ import annotations
 
 import functools
+import sys
 from typing import NamedTuple, Protocol
 
 import gymnasium as gym
@@ -110,24 +111,55 @@ class GymnasiumBatchedEnv:
 TENSOR_CARTPOLES = {"PositionOnlyCartPole-v1": True, "CartPole-v1": False}
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def _make_checked(env_id: str) -> gym.Env:
     try:
         env = gym.make(env_id)
-    except (gym.error.Error, ModuleNotFoundError, ImportError, AttributeError, ValueError) as e:
-        raise EnvError(f"unknown env id {env_id!r} ({e})") from None
+    except (gym.error.Error, ModuleNotFoundError, AttributeError, ValueError) as e:
+        raise EnvError(f"unknown env id {env_id!r} ({_first_line(e).split(': ', 1)[-1]})") from None
+    except (Exception, SystemExit) as e:  # the env's own module or constructor failed
+        raise EnvError(f"cannot make env {env_id!r}: {_first_line(e)}") from None
+    problem = None
     if not isinstance(env.action_space, gym.spaces.Discrete):
+        problem = f"needs a Discrete action space, has {env.action_space}"
+    elif not isinstance(env.observation_space, gym.spaces.Box):
+        problem = f"needs a Box observation space, has {env.observation_space}"
+    elif int(np.prod(env.observation_space.shape)) < 1:
+        problem = f"has an empty observation space {env.observation_space}"
+    elif int(env.action_space.n) < 1:
+        problem = "has no actions"
+    if problem is not None:
         env.close()
-        raise EnvError(f"env {env_id!r} needs a Discrete action space, has {env.action_space}")
-    if not isinstance(env.observation_space, gym.spaces.Box):
-        env.close()
-        raise EnvError(f"env {env_id!r} needs a Box observation space, has {env.observation_space}")
+        raise EnvError(f"env {env_id!r} {problem}")
     return env
+
+
+def is_registered(env_id: str) -> bool:
+    """Whether making ``env_id`` imports no module that is not imported yet: the id is registered
+    with gymnasium (rlrnn's, gymnasium's, an installed plugin's) and any ``module:`` prefix names
+    a module already imported (e.g. by a ``--env module:EnvId`` the user typed)."""
+    module, _, name = env_id.rpartition(":")
+    return (not module or module in sys.modules) and name in gym.registry
 
 
 def check_env_id(env_id: str) -> None:
     """Raise :class:`EnvError` unless ``env_id`` names an env rlrnn can train on."""
     if env_id not in TENSOR_CARTPOLES:
         _make_checked(env_id).close()
+
+
+def env_sizes(env_id: str) -> tuple[int, int]:
+    """``(obs_dim, num_actions)`` of ``env_id`` (an :class:`EnvError` if rlrnn cannot use it)."""
+    if env_id in TENSOR_CARTPOLES:
+        return (2 if TENSOR_CARTPOLES[env_id] else 4), 2
+    env = _make_checked(env_id)
+    sizes = int(np.prod(env.observation_space.shape)), int(env.action_space.n)
+    env.close()
+    return sizes
 
 
 def make_batched_env(

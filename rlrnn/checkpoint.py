@@ -2,23 +2,30 @@
 
 A checkpoint is one ``torch.save`` file holding only tensors, strings and numbers: the weights,
 the run config as JSON, and the env signature. It is loaded with ``weights_only=True``, so
-opening it never runs code from the file. Every file is written to a temporary name and renamed,
-so a crash leaves either the old file or the new one, never half of one.
+opening it never runs code from the file, and the env its config names is made only if that runs
+no module the user did not choose (:func:`env_id_from_file`). Its sizes are checked before
+anything is allocated: the weights' shapes against the config (on the meta device, which
+allocates nothing), the model against the memory available. Every file is written to a
+temporary name and renamed, so a crash leaves either the old file or the new one, never half.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from agents import ActorCritic, make_agent
+from envs.batched import EnvError, is_registered
 from rlrnn.config import SB3_AGENTS, RunConfig
 from rlrnn.errors import UsageError
 from rlrnn.evaluation import Policy
 from rlrnn.files import atomic_write
+from rlrnn.memory import check_fits
 
 FORMAT = "rlrnn-checkpoint"
 FORMAT_VERSION = 1
@@ -93,6 +100,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise UsageError(f"checkpoint not found: {path}")
     if not path.is_file():
         raise UsageError(f"checkpoint is not a file: {path}")
+    check_fits(2 * path.stat().st_size, "cpu", f"reading {path}", "is it a checkpoint?")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged or foreign file
@@ -112,8 +120,41 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
-    """What differs between the weights an agent has and the weights a file holds."""
+def checkpoint_config(payload: dict[str, Any], path: Path) -> RunConfig:
+    """The run config a checkpoint holds; a damaged one is a UsageError naming the file."""
+    try:
+        return RunConfig.from_dict(json.loads(payload["config"]))
+    except UsageError as e:
+        raise UsageError(f"checkpoint {path} holds a config rlrnn cannot use: {e}") from None
+    except (KeyError, TypeError, ValueError):  # no config, or not JSON
+        raise UsageError(
+            f"checkpoint {path} is damaged: its config is missing or not JSON"
+        ) from None
+
+
+def env_id_from_file(env_id: str, source: Path) -> str:
+    """``env_id`` as ``source`` (a checkpoint or run folder) names it, if making it imports no
+    module the user did not choose (:func:`envs.batched.is_registered`); a ``module:EnvId`` from
+    a file is never imported: the user names it on the command line to trust it."""
+    if is_registered(env_id):
+        return env_id
+    raise UsageError(
+        f"{source} names env {env_id!r}, which is not registered; rlrnn does not import a module"
+        f" that a file names: if you trust it, pass --env {shlex.quote(env_id)}"
+    )
+
+
+def expected_weights(config: RunConfig, obs_dim: int, num_actions: int) -> dict[str, torch.Size]:
+    """The name and shape of every tensor of the agent ``config`` describes, allocating nothing
+    (the agent is built on the meta device)."""
+    with torch.device("meta"):
+        agent = build_agent(config, obs_dim, num_actions)
+    return {k: v.shape for k, v in agent.state_dict().items()}
+
+
+def describe_mismatch(expected: dict[str, torch.Size], found: dict[str, torch.Tensor]) -> str:
+    """What differs between the weights an agent has (name -> shape) and the weights a file
+    holds."""
 
     def listed(items: list[str], sep: str = ", ", limit: int = 3) -> str:
         more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
@@ -122,9 +163,9 @@ def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
     shapes = [
-        f"{k} is {tuple(found[k].shape)} in the file, {tuple(expected[k].shape)} in the agent"
+        f"{k} is {tuple(found[k].shape)} in the file, {tuple(expected[k])} in the agent"
         for k in expected
-        if k in found and found[k].shape != expected[k].shape
+        if k in found and found[k].shape != expected[k]
     ]
     parts = []
     if shapes:
@@ -136,60 +177,75 @@ def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.
     return "; ".join(parts) or "same names and shapes"
 
 
-def check_env(path: Path, saved: dict[str, Any], env_id: str) -> None:
-    """Refuse to play a checkpoint on an env whose observations or actions differ in size."""
-    from envs import make_batched_env
+def check_env(
+    path: Path, saved: dict[str, Any], env_id: str, trained_on: str | None = None
+) -> None:
+    """Refuse to play a checkpoint on an env whose observations or actions differ in size from
+    those its weights were made for (``saved``: the env signature); ``env_id`` must be trusted."""
+    from envs.batched import env_sizes
 
-    env = make_batched_env(env_id, 1)
-    here = {"obs_dim": env.obs_dim, "num_actions": env.num_actions}
-    close = getattr(env, "close", None)
-    if close is not None:
-        close()
-    differs = [
-        f"{key.replace('_', ' ')} {int(saved[key])} there, {here[key]} in {env_id}"
-        for key in here
-        if int(saved[key]) != here[key]
-    ]
-    if differs:
+    here = dict(zip(("obs_dim", "num_actions"), env_sizes(env_id), strict=True))
+    wrong = [key for key in here if int(saved[key]) != here[key]]
+    if not wrong:
+        return
+    trained_on = trained_on or str(saved.get("env_id"))
+    names = {k: k.replace("_", " ") for k in wrong}
+    if trained_on == env_id:  # the file contradicts itself
+        has = ", ".join(f"{names[k]} {here[k]}" for k in wrong)
+        fits = ", ".join(f"{names[k]} {int(saved[k])}" for k in wrong)
         raise UsageError(
-            f"{path} was trained on {saved['env_id']}, which does not fit {env_id}:"
-            f" {', '.join(differs)}"
+            f"checkpoint {path} is damaged: its config names env {env_id} ({has}), but its"
+            f" weights are for {fits}"
         )
+    differs = [f"{names[k]} {int(saved[k])} there, {here[k]} in {env_id}" for k in wrong]
+    raise UsageError(
+        f"{path} was trained on {trained_on}, which does not fit {env_id}: {', '.join(differs)}"
+    )
 
 
 def load_checkpoint(
-    path: Path, device: torch.device | str = "cpu"
+    path: Path, device: torch.device | str = "cpu", env_id: str | None = None
 ) -> tuple[Policy, RunConfig, dict[str, Any]]:
     """Load a checkpoint file into a fresh policy; every way it can be wrong is a UsageError.
+
+    ``env_id`` is the env the caller will play on, from its command line (trusted); None plays
+    on the checkpoint's own, which must be registered (:func:`env_id_from_file`). Either way the
+    env must fit the weights. The returned config is the file's (its ``env_id`` is what the
+    agent was trained on).
 
     The policy is an :class:`ActorCritic` for rlrnn's agents and an :class:`rlrnn.sb3.SB3Policy`
     for the reference agents; both act through ``initial_state`` / ``act`` and ``predict``.
     """
     payload = read_checkpoint(path)
+    config = checkpoint_config(payload, path)
     try:
-        config = RunConfig.from_dict(json.loads(payload["config"]))
         env = payload["env"]
         obs_dim, num_actions = int(env["obs_dim"]), int(env["num_actions"])
+        weights = payload["model"]
+        if not isinstance(weights, dict) or not all(
+            isinstance(v, torch.Tensor) for v in weights.values()
+        ):
+            raise UsageError(f"checkpoint {path} is damaged: its weights are not tensors")
         extra = json.loads(payload.get("extra", "{}"))
+        play_env = env_id or env_id_from_file(config.env_id, path)
+        check_env(path, env, play_env, config.env_id)
         if config.agent.agent in SB3_AGENTS:
             from rlrnn.sb3 import load_sb3_policy  # SB3 is imported only when needed
 
-            policy = load_sb3_policy(config, payload["model"], payload.get("obs_rms"), device)
+            played = dataclasses.replace(config, env_id=play_env)
+            policy = load_sb3_policy(played, weights, payload.get("obs_rms"), device, path)
             return policy, config, extra
-        agent = build_agent(config, obs_dim, num_actions)
-        expected = agent.state_dict()
-        weights = payload["model"]
-        if set(weights) != set(expected) or any(
-            weights[k].shape != v.shape for k, v in expected.items()
-        ):
+        expected = expected_weights(config, obs_dim, num_actions)
+        if set(weights) != set(expected) or any(weights[k].shape != v for k, v in expected.items()):
             a = config.agent
             raise UsageError(
                 f"checkpoint {path} does not match its agent {a.agent} (hidden_size"
                 f" {a.hidden_size}, num_layers {a.num_layers}, {obs_dim} observations):"
                 f" {describe_mismatch(expected, weights)}"
             )
+        agent = build_agent(config, obs_dim, num_actions)  # no bigger than the file's weights
         agent.load_state_dict(weights)
-    except UsageError:
+    except (UsageError, EnvError):
         raise
     except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -1,23 +1,28 @@
 """The ``rlrnn`` command: ``rlrnn train`` and ``rlrnn evaluate``.
 
-A user mistake (bad id, value, path or file) ends in one line on stderr and exit code 2.
+A user mistake (bad id, value, path or file) ends in one line on stderr and exit code 2; a
+write the system refuses (a full disk) in one line and exit code 74; SIGINT / SIGTERM in one line
+and exit code 130 / 143; a run that diverged in one line and exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import errno
 import json
 import shlex
 import sys
+import threading
 import time
 from pathlib import Path
 
-from envs.batched import EnvError
-from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
+from rlrnn.errors import Interrupted, TrainingDiverged, UsageError, WriteFailed
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 1
+EXIT_WRITE_FAILED = 74  # sysexits' EX_IOERR
+# OSErrors that mean a write was refused (the disk, not rlrnn): one line, not a traceback.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,6 +61,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from rlrnn.config import finite_float, seed_int
+
     p = sub.add_parser(
         "evaluate",
         help="evaluate a trained agent",
@@ -70,15 +77,20 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="for a run directory: best (highest periodic evaluation), final (weights at the end)"
         " or last (the latest resume checkpoint, also of a stopped run)",
     )
-    p.add_argument("--env", dest="env_id", help="play on this env id instead of the run's own")
+    p.add_argument(
+        "--env",
+        dest="env_id",
+        help="play on this env id instead of the run's own (also: trust a module:EnvId the"
+        " checkpoint names)",
+    )
     p.add_argument("--episodes", type=int, default=100, help="episodes to play")
-    p.add_argument("--seed", type=int, default=10_000, help="seed of the evaluation episodes")
+    p.add_argument("--seed", type=seed_int, default=10_000, help="seed of the evaluation episodes")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     robust = p.add_argument_group("robustness", "play under conditions the agent did not train in")
     robust.add_argument(
-        "--obs-noise", type=float, default=0.0, metavar="SIGMA",
+        "--obs-noise", type=finite_float, default=0.0, metavar="SIGMA",
         help="standard deviation of Gaussian noise added to every observation",
     )  # fmt: skip
     robust.add_argument(
@@ -93,14 +105,16 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--render-episodes", type=int, default=1, help="episodes to show or record")
     show.add_argument("--render-max-steps", type=int, help="cut each shown episode after N steps")
     show.add_argument(
-        "--fps", type=float, help="frames per second; None: the env's own (50 for the cart-pole)"
+        "--fps",
+        type=finite_float,
+        help="frames per second; None: the env's own (50 for the cart-pole)",
     )
     p.set_defaults(handler=_evaluate)
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
     from rlrnn.compare import DEFAULT_AGENTS
-    from rlrnn.config import AGENT_NAMES
+    from rlrnn.config import AGENT_NAMES, seed_int
 
     p = sub.add_parser(
         "compare",
@@ -119,7 +133,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--full", action="store_true", help="all agents, 5 seeds")
     p.add_argument("--seeds", type=int, help="number of seeds per agent (default: 3; --full: 5)")
-    p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, +1, ...")
+    p.add_argument("--first-seed", type=seed_int, default=0, help="seeds are first-seed, +1, ...")
     p.add_argument("--env", dest="env_id", default="PositionOnlyCartPole-v1", help="env id")
     p.add_argument("--runs", nargs="+", type=Path, default=[], help="finished run folders to add")
     p.add_argument("--out", type=Path, default=Path("reports/compare"), help="report folder")
@@ -144,6 +158,8 @@ def _add_agents(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_probe(sub: argparse._SubParsersAction) -> None:
+    from rlrnn.config import finite_float, seed_int
+
     p = sub.add_parser(
         "probe",
         help="what does the agent remember? a linear probe for the hidden velocities",
@@ -157,9 +173,17 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", choices=("best", "final", "last"), default="best", help="for run dirs"
     )
     p.add_argument("--episodes", type=int, default=40, help="episodes to fit and test on")
-    p.add_argument("--seed", type=int, default=20_000, help="seed of the first episode")
-    p.add_argument("--test-fraction", type=float, default=0.25, help="episodes held out")
-    p.add_argument("--alpha", type=float, help="ridge penalty; None: picked on held-out episodes")
+    p.add_argument("--seed", type=seed_int, default=20_000, help="seed of the first episode")
+    p.add_argument("--test-fraction", type=finite_float, default=0.25, help="episodes held out")
+    p.add_argument(
+        "--alpha", type=finite_float, help="ridge penalty; None: picked on held-out episodes"
+    )
+    p.add_argument(
+        "--env",
+        dest="env_id",
+        help="probe on this cart-pole id instead of the run's own (also: trust a module:EnvId"
+        " the checkpoint names)",
+    )
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
     p.add_argument(
         "--untrained", action="store_true", help="also probe the same net with untrained weights"
@@ -174,6 +198,8 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_gradflow(sub: argparse._SubParsersAction) -> None:
+    from rlrnn.config import finite_float, seed_int
+
     p = sub.add_parser(
         "gradflow",
         help="how far back does the gradient reach? norms through the recurrence",
@@ -196,24 +222,35 @@ def _add_gradflow(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--forget-bias",
         nargs="+",
-        type=float,
+        type=finite_float,
         default=[],
         metavar="B",
         help="also a fresh lstm with its forget-gate bias set to B (gate open about sigmoid(B))",
     )
     p.add_argument("--steps", type=int, default=64, help="rollout length T")
     p.add_argument("--batch", type=int, default=64, help="rollouts averaged over")
-    p.add_argument("--seed", type=int, default=0, help="seed of the rollouts and fresh weights")
-    p.add_argument("--env", dest="env_id", default="PositionOnlyCartPole-v1", help="env id")
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="seed of the rollouts and fresh weights"
+    )
+    p.add_argument(
+        "--env",
+        dest="env_id",
+        help="env id (default: the runs' own, else PositionOnlyCartPole-v1; also: trust a"
+        " module:EnvId a checkpoint names)",
+    )
     clip = p.add_argument_group("gradient clipping runs")
     clip.add_argument(
         "--clip-steps", type=int, default=32_768, help="env steps per run (0 skips the runs)"
     )
     clip.add_argument("--clip-agent", default="rnn", help="agent trained in the runs")
     clip.add_argument(
-        "--clip-norms", nargs="+", type=float, default=[0.0, 0.5], help="max_grad_norm values"
+        "--clip-norms",
+        nargs="+",
+        type=finite_float,
+        default=[0.0, 0.5],
+        help="max_grad_norm values",
     )
-    clip.add_argument("--clip-seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds")
+    clip.add_argument("--clip-seeds", nargs="+", type=seed_int, default=[0, 1, 2], help="seeds")
     p.add_argument("--out", type=Path, default=Path("gradflow.png"), help="figure (.png)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="torch device")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -234,30 +271,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
+    from rlrnn.checkpoint import env_id_from_file
     from rlrnn.config import config_from_args
+    from rlrnn.files import make_writable_dir
     from rlrnn.hyperparams import default_config
-    from rlrnn.plots import plot_learning_curve
-    from rlrnn.training import check_resume, prepare_run_dir, resolve_device, saved_run, train
+    from rlrnn.memory import check_training_memory
+    from rlrnn.rundir import prepare_run_dir
+    from rlrnn.training import LAST, check_resume, resolve_device, saved_run, train
 
     if args.resume is not None:
         if args.run_dir or args.run_name:
             raise UsageError("--resume continues the run in RUN; leave out --run-dir/--run-name")
         saved, status = saved_run(args.resume)
+        if getattr(args, "env_id", None) is None:  # else the user named it: trusted
+            env_id_from_file(saved.env_id, args.resume / LAST)
         config = config_from_args(args, saved)
         check_resume(args.resume, saved, status, config)
-        resolve_device(config.device)
-        run_dir = args.resume
     else:
         config = config_from_args(args, default_config(getattr(args, "agent.agent", "lstm")))
-        check_env_id(config.env_id)
-        resolve_device(config.device)  # fail before creating anything
+    check_env_id(config.env_id)
+    check_training_memory(config, resolve_device(config.device))  # before creating anything
+    if args.resume is not None:
+        run_dir = make_writable_dir(args.resume, "run directory")
+    else:
         name = args.run_name or (
             f"{config.agent.agent}-{config.env_id.replace('/', '_').replace(':', '_')}"
             f"-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         )
         run_dir = prepare_run_dir(args.run_dir or args.runs_root / name)
-    summary = train(config, run_dir, show_progress=not args.quiet, resume=args.resume is not None)
-    plot_learning_curve(summary, run_dir / "learning_curve.png")
+    try:
+        summary = train(
+            config, run_dir, show_progress=not args.quiet, resume=args.resume is not None
+        )
+        from rlrnn.plots import plot_learning_curve  # matplotlib: 1-2 s, so only now
+
+        plot_learning_curve(summary, run_dir / "learning_curve.png")
+    except WriteFailed as e:
+        resume = f" python train.py --resume {shlex.quote(str(run_dir))}"
+        then = f"; free some space, then resume:{resume}" if (run_dir / LAST).is_file() else ""
+        raise WriteFailed(f"{e}; {run_dir} keeps the files written before{then}") from None
     if not args.quiet:
         print(_describe(summary, run_dir))
     return 0
@@ -280,15 +332,17 @@ def _describe(s: dict, run_dir: Path) -> str:
         f"Final evaluation: {s['final_eval_mean']:.1f} +/- {s['final_eval_std']:.1f}"
         f" (best {s['best_eval_mean']:.1f}).",
         f"Saved to {run_dir}/ (learning_curve.png, summary.json, tb/ for TensorBoard).",
-        f"Evaluate it: python evaluate.py {run_dir} --episodes 100  (best.pt; --checkpoint final)",
+        f"Evaluate it: python evaluate.py {shlex.quote(str(run_dir))} --episodes 100"
+        "  (best.pt; --checkpoint final)",
     ]
     return "\n".join(lines)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
-    from rlrnn.checkpoint import check_env, checkpoint_path, load_checkpoint, read_checkpoint
+    from rlrnn.checkpoint import checkpoint_path, load_checkpoint
     from rlrnn.evaluation import evaluate
+    from rlrnn.memory import check_acting_memory
     from rlrnn.rendering import RenderRequest
     from rlrnn.training import resolve_device
 
@@ -304,18 +358,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     )  # fmt: skip
     path = checkpoint_path(args.run, args.checkpoint)
     device = resolve_device(args.device)
-    agent, config, _ = load_checkpoint(path, device)
+    if args.env_id is not None:
+        check_env_id(args.env_id)  # the user's choice: its module may be imported
+    agent, config, _ = load_checkpoint(path, device, env_id=args.env_id)
     trained_env_id = config.env_id
-    if args.env_id is not None and args.env_id != config.env_id:
-        check_env_id(args.env_id)
-        check_env(path, read_checkpoint(path)["env"], args.env_id)
-        config = dataclasses.replace(config, env_id=args.env_id)
+    env_id = args.env_id or config.env_id
+    check_acting_memory(config, env_id, args.episodes, device, "--episodes")
     rendered = render and render.play(
-        agent, config.env_id, config.agent.agent, args.seed, not args.stochastic, device
+        agent, env_id, config.agent.agent, args.seed, not args.stochastic, device
     )
     result = evaluate(
         agent,
-        config.env_id,
+        env_id,
         args.episodes,
         args.seed,
         not args.stochastic,
@@ -325,7 +379,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     report = {
         "checkpoint": str(path),
-        "env_id": config.env_id,
+        "env_id": env_id,
         "trained_env_id": trained_env_id,
         "agent": config.agent.agent,
         "deterministic": not args.stochastic,
@@ -369,10 +423,12 @@ def _evaluation_table(r: dict) -> str:
 def _compare(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
     from rlrnn import compare
+    from rlrnn.files import make_writable_dir
+    from rlrnn.memory import check_acting_memory
     from rlrnn.training import resolve_device
 
     check_env_id(args.env_id)
-    resolve_device(args.device)
+    device = resolve_device(args.device)
     if args.full and args.agents:
         raise UsageError("--full compares all agents; leave out --agents or --full")
     agents = list(compare.FULL_AGENTS if args.full else args.agents or ())
@@ -406,13 +462,17 @@ def _compare(args: argparse.Namespace) -> int:
     labels = [s.label for s in specs + existing]
     if len(set(labels)) != len(labels):
         raise UsageError("two runs of the same agent and seed; drop one of them")
-    for spec in specs:
-        compare.check_reusable(spec)
-    out_dir = compare.prepare_out_dir(args.out)
+    compare.check_out_dir(args.out)
+    for spec in specs + existing:
+        check_acting_memory(spec.config, args.env_id, args.episodes, device, "--episodes")
+    compare.prepare_runs(specs)  # nothing is written before this point
     workers = args.workers or compare.default_workers(len(specs))
-    records = compare.run_all(specs, args.episodes, workers, show_progress=not args.quiet)
-    records += [compare.run_one(s, args.episodes, train_if_needed=False) for s in existing]
     command = shlex.join(["rlrnn", *args.argv])
+    records = compare.run_all(
+        specs, args.episodes, workers, show_progress=not args.quiet, resume_command=command
+    )
+    records += [compare.run_one(s, args.episodes, train_if_needed=False) for s in existing]
+    out_dir = make_writable_dir(args.out, "report folder")
     rows = compare.write_report(out_dir, records, args.env_id, args.episodes, command)
     if not args.quiet:
         threshold = records[0]["summary"]["reward_threshold"]
@@ -439,6 +499,7 @@ def _probe(args: argparse.Namespace) -> int:
     report = probe.probe_command(
         args.run, args.checkpoint, args.episodes, args.seed, args.test_fraction, args.alpha,
         args.stochastic, args.untrained, args.compare, args.out, resolve_device(args.device),
+        args.env_id,
     )  # fmt: skip
     print(json.dumps(report) if args.json else probe.describe_report(report))
     return 0
@@ -457,25 +518,54 @@ def _gradflow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_thread_write_errors(hook: threading.ExceptHookArgs) -> None:
+    """A background writer (TensorBoard's) that hits a full disk dies quietly: the main thread
+    meets the same error at its next write and reports it in one line."""
+    if isinstance(hook.exc_value, OSError) and hook.exc_value.errno in WRITE_ERRNOS:
+        return
+    threading.__excepthook__(hook)
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # a Ctrl-C while the command starts (imports, parsing)
+        print("rlrnn: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
+    from envs.batched import EnvError  # here, not at the top: a Ctrl-C while importing is one line
+
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     args.argv = argv
+    hook, threading.excepthook = threading.excepthook, _quiet_thread_write_errors
     try:
         return args.handler(args)
     except (UsageError, EnvError) as e:
         print(f"rlrnn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except TrainingInterrupted as e:
+    except Interrupted as e:
         print(f"rlrnn {args.command}: {e}", file=sys.stderr)
         return e.exit_code
     except TrainingDiverged as e:
         print(f"rlrnn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_DIVERGED
+    except WriteFailed as e:
+        print(f"rlrnn {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"rlrnn {args.command}: error: cannot write{where}: {e.strerror}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except KeyboardInterrupt:
         print(f"rlrnn {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        threading.excepthook = hook
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
@@ -34,6 +35,36 @@ def option(default: Any, doc: str, **extra: Any) -> Any:
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)
+
+
+SEED_MAX = 2**32 - 1  # numpy's legacy seeds; the tensor cart-pole hashes 32 bits of a seed
+
+
+def check_seed(value: int, name: str = "seed") -> int:
+    """``value`` if it is a usable seed (0 to 2**32 - 1), else a UsageError."""
+    _require(0 <= value <= SEED_MAX, f"{name} must be in [0, 2**32 - 1], got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a float that is a number (nan and inf are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed (an integer in [0, 2**32 - 1])."""
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -179,6 +210,9 @@ class RunConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def __post_init__(self) -> None:
+        for prefix, section in (("", self), ("agent.", self.agent), ("ppo.", self.ppo)):
+            _check_types(type(section), dataclasses.asdict(section), prefix)
+        check_seed(self.seed)
         _require(self.torch_threads >= 1, f"torch_threads must be >= 1, got {self.torch_threads}")
         _require(self.eval_interval >= 0, f"eval_interval must be >= 0, got {self.eval_interval}")
         _require(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
@@ -197,13 +231,47 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Rebuild a config from ``to_dict`` output; unknown or mistyped keys are a UsageError."""
+        if not isinstance(data, dict):
+            raise UsageError("config is not a JSON object")
         try:
-            agent = AgentConfig(**_tuples(AgentConfig, data.get("agent", {})))
-            ppo = PPOConfig(**_tuples(PPOConfig, data.get("ppo", {})))
+            agent = AgentConfig(**_tuples(AgentConfig, data.get("agent", {}), "agent."))
+            ppo = PPOConfig(**_tuples(PPOConfig, data.get("ppo", {}), "ppo."))
             top = {k: v for k, v in data.items() if k not in ("agent", "ppo")}
+            _check_types(cls, top, "")
             return cls(agent=agent, ppo=ppo, **top)
-        except TypeError as e:
+        except (TypeError, ValueError, OverflowError) as e:  # e.g. a string where a size goes
             raise UsageError(f"config does not match this version of rlrnn: {e}") from None
+
+
+def _type_problem(kind: Any, value: Any) -> str | None:
+    """What is wrong with ``value`` as a field of type ``kind`` (None: nothing)."""
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if kind is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if kind is int:
+        return None if is_int(value) else "an integer"
+    if kind is float:
+        number = is_int(value) or isinstance(value, float)
+        return None if number and math.isfinite(value) else "a finite number"
+    if kind is str:
+        return None if isinstance(value, str) else "a string"
+    if kind == tuple[int, ...]:
+        ok = isinstance(value, tuple | list) and all(is_int(v) for v in value)
+        return None if ok else "a list of integers"
+    return None  # a nested section, checked on its own
+
+
+def _check_types(cls: type, values: dict[str, Any], prefix: str) -> None:
+    """Every field in ``values`` holds a value of its declared type in ``cls`` (floats finite):
+    a config read from a file may hold anything, and inf passes a "> 0" check."""
+    hints = get_type_hints(cls)
+    for name, value in values.items():
+        if name in hints:
+            want = _type_problem(hints[name], value)
+            _require(want is None, f"{prefix}{name} must be {want}, got {value!r}")
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -218,10 +286,11 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
     return out
 
 
-def _tuples(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """JSON stores tuples as lists; turn them back."""
+def _tuples(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """JSON stores tuples as lists; turn them back (after checking every value's type)."""
     if not isinstance(data, dict):
         raise UsageError(f"config section for {cls.__name__} is not an object")
+    _check_types(cls, data, prefix)
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
@@ -253,6 +322,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 kwargs.pop("metavar", None)
             elif kind == tuple[int, ...]:
                 kwargs.update(type=int, nargs="+")
+            elif kind is float:
+                kwargs["type"] = finite_float
             else:
                 kwargs["type"] = kind
             flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]

@@ -1,8 +1,11 @@
 """Every file rlrnn writes goes through here: checked before any work, written to a temporary
-file beside its target and renamed, so a crash leaves the old file or the new one, never half."""
+file beside its target and renamed, so a crash leaves the old file or the new one, never half.
+A write the system refuses (a full disk, a read-only folder) is a :class:`WriteFailed` naming the
+file; every JSON file rlrnn reads back goes through :func:`read_json`."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -10,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from rlrnn.errors import UsageError
+from rlrnn.errors import UsageError, WriteFailed
 
 
 def check_output_path(path: Path, suffixes: Sequence[str], what: str = "output") -> Path:
@@ -31,6 +34,21 @@ def check_output_path(path: Path, suffixes: Sequence[str], what: str = "output")
     return path
 
 
+def check_can_create(path: Path, what: str) -> Path:
+    """``path`` if it is a writable folder or one that can be made there; creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"cannot write {what} {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {what} {path}: {existing} is not writable")
+    return path
+
+
 def make_writable_dir(path: Path, what: str) -> Path:
     """Create the folder ``path`` (and parents) and check a file can be written in it."""
     path = Path(path)
@@ -44,23 +62,44 @@ def make_writable_dir(path: Path, what: str) -> Path:
     return path
 
 
+def os_error(error: BaseException) -> OSError | None:
+    """The OSError behind ``error``, if any: torch and PIL wrap a failed write in their own."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def write_failed(path: Path, error: OSError) -> WriteFailed:
+    return WriteFailed(f"cannot write {path}: {error.strerror or error}")
+
+
 class TempOutput:
     """A temporary file beside ``path`` (same suffix, so writers pick the format by name) that
     ``commit`` renames to ``path`` with the permissions of a normally created file."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp" + self.path.suffix
-        )
+        try:
+            fd, tmp = tempfile.mkstemp(
+                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp" + self.path.suffix
+            )
+        except OSError as e:
+            raise write_failed(self.path, e) from None
         os.close(fd)
         self.tmp = Path(tmp)
 
     def commit(self) -> None:
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from others
-        os.replace(self.tmp, self.path)
+        try:
+            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from others
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.discard()
+            raise write_failed(self.path, e) from None
 
     def discard(self) -> None:
         self.tmp.unlink(missing_ok=True)
@@ -72,10 +111,13 @@ def atomic_output(path: Path) -> Iterator[Path]:
     output = TempOutput(path)
     try:
         yield output.tmp
-        output.commit()
-    except BaseException:
+    except BaseException as e:
         output.discard()
+        failed = os_error(e) if isinstance(e, Exception) else None
+        if failed is not None and not isinstance(e, WriteFailed):
+            raise write_failed(output.path, failed) from None
         raise
+    output.commit()
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
@@ -88,6 +130,24 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def read_json(path: Path, what: str = "") -> dict[str, Any]:
+    """The JSON object in ``path``; a missing, unreadable or damaged file is a UsageError naming
+    it (``what`` says what to do about it)."""
+    path = Path(path)
+    hint = f"; {what}" if what else ""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path} not found{hint}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"{path} is damaged (not JSON){hint}") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}{hint}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is damaged (not a JSON object){hint}")
+    return data
 
 
 def save_figure(fig: Any, path: Path) -> None:

@@ -364,7 +364,7 @@ def gradflow_command(
     steps: int = 64,
     batch: int = 64,
     seed: int = 0,
-    env_id: str = "PositionOnlyCartPole-v1",
+    env_id: str | None = None,
     clip_steps: int = 32_768,
     clip_seeds: Sequence[int] = (0, 1, 2),
     clip_norms: Sequence[float] = (0.0, 0.5),
@@ -373,7 +373,9 @@ def gradflow_command(
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """``rlrnn gradflow``: curves for trained runs' cores and fresh ones, the clipping runs,
-    a figure and a report. ``cores=None`` means rnn, gru and lstm when no run is given."""
+    a figure and a report. ``cores=None`` means rnn, gru and lstm when no run is given;
+    ``env_id=None``: the runs' env, else PositionOnlyCartPole-v1."""
+    from rlrnn.memory import check_fits
 
     check_output_path(out, (".png",), "figure")
     if torch.device(device).type == "cpu":
@@ -397,17 +399,19 @@ def gradflow_command(
         cores = () if runs else ("rnn", "gru", "lstm")
     entries: list[tuple[str, Core, nn.Module | None]] = []
     driver = None
+    given = env_id
     for run in runs:
-        agent, config = load_agent(run, checkpoint, device)
+        agent, config = load_agent(run, checkpoint, device, given)
         if agent.actor_core.state_layers == 0:
             raise UsageError(f"{run} is a {config.agent.agent} agent: it has no recurrent state")
-        if entries and config.env_id != env_id:
+        if given is None and entries and config.env_id != env_id:
             raise UsageError(f"{run} was trained on {config.env_id}, not {env_id}")
-        env_id = config.env_id
+        env_id = given or config.env_id
         driver = driver or agent
         name = checkpoint_path(run, checkpoint)
         label = f"{config.agent.agent} trained ({name.parent.name or name.name})"
         entries.append((label, agent.actor_core, agent.obs_norm))
+    env_id = env_id or "PositionOnlyCartPole-v1"
     obs_dim = int(make_batched_env(env_id, 1).obs_dim)
     size = f"H={hidden_size}" + (f", {num_layers} layers" if num_layers > 1 else "")
     for name in cores:
@@ -418,6 +422,13 @@ def gradflow_command(
         entries.append((f"lstm fresh ({size}, forget bias {bias:g})", core, None))
     if not entries:
         raise UsageError("nothing to measure: give runs or --cores")
+    units = sum(core.hidden_size * core.num_layers for _, core, _ in entries)
+    check_fits(  # autograd keeps every step's activations (gates, states) of every core
+        4 * batch * steps * (16 * units + 8 * obs_dim * len(entries)),
+        device,
+        f"gradient flow over {batch:,} rollouts of {steps:,} steps",
+        "lower --batch or --steps",
+    )
     curves = gradient_flow(entries, env_id, steps, batch, seed, driver, device)
     clip = []
     if clip_steps:

@@ -367,10 +367,13 @@ def plot_probe(
 # ---------------------------------------------------------------- command
 
 
-def load_agent(run: Path, which: str, device: torch.device | str) -> tuple[ActorCritic, Any]:
-    """An rlrnn agent and its config from a run directory or checkpoint (else a UsageError)."""
+def load_agent(
+    run: Path, which: str, device: torch.device | str, env_id: str | None = None
+) -> tuple[ActorCritic, Any]:
+    """An rlrnn agent and its config from a run directory or checkpoint (else a UsageError);
+    ``env_id``: the env it will play on, if not its own (see :func:`load_checkpoint`)."""
     path = checkpoint_path(run, which)
-    agent, config, _ = load_checkpoint(path, device)
+    agent, config, _ = load_checkpoint(path, device, env_id)
     if not isinstance(agent, ActorCritic):
         raise UsageError(f"{path}: a {config.agent.agent} policy keeps no state rlrnn can read")
     return agent, config
@@ -398,8 +401,11 @@ def probe_command(
     compare: Sequence[Path] = (),
     out: Path | None = None,
     device: torch.device | str = "cpu",
+    env_id: str | None = None,
 ) -> dict[str, Any]:
-    """``rlrnn probe``: probe a run (and baselines along its trajectories), plot, report."""
+    """``rlrnn probe``: probe a run (and baselines along its trajectories), plot, report;
+    ``env_id`` replaces the run's own env (a cart-pole of the same sizes)."""
+    from rlrnn.memory import check_fits
 
     path = checkpoint_path(run, checkpoint)
     out = Path(out) if out is not None else path.parent / "probe.png"
@@ -408,21 +414,39 @@ def probe_command(
         torch.set_num_threads(1)  # small nets run fastest on one thread (as training does)
     if episodes < 3:
         raise UsageError(f"--episodes must be >= 3 (episodes to fit and to test), got {episodes}")
-    agent, config = load_agent(run, checkpoint, device)
+    if env_id is not None and not has_cartpole_state(env_id):
+        raise UsageError(
+            f"the probe reads cart-pole velocities; env {env_id!r} is not one of"
+            f" {', '.join(TENSOR_CARTPOLES)}"
+        )
+    given = env_id
+    agent, config = load_agent(run, checkpoint, device, given)
+    env_id = given or config.env_id
+    # Every step's features and velocities are kept (float64, a few copies while fitting), up to
+    # the cart-pole's 500-step limit per episode, for the agent and each one compared with it.
+    features = sum(t.numel() for t in agent.initial_state(1)) + agent.actor_core.output_size
+    check_fits(
+        episodes * 500 * (features + 8) * 8 * 4 * (1 + int(untrained) + len(compare)),
+        "cpu",
+        f"probing {episodes:,} episodes",
+        "lower --episodes",
+    )
     labels = [f"{config.agent.agent} ({path})"]
     baselines = []
     if untrained:
         baselines.append(untrained_copy(agent, config, config.seed + 1))
         labels.append(f"untrained {config.agent.agent}")
     for other in compare:
-        other_agent, other_config = load_agent(other, checkpoint, device)
-        if (other_agent.obs_dim, other_config.env_id) != (agent.obs_dim, config.env_id):
-            raise UsageError(f"{other} was trained on {other_config.env_id}, not {config.env_id}")
+        other_agent, other_config = load_agent(other, checkpoint, device, given or env_id)
+        if other_agent.obs_dim != agent.obs_dim or (
+            given is None and other_config.env_id != env_id
+        ):
+            raise UsageError(f"{other} was trained on {other_config.env_id}, not {env_id}")
         baselines.append(other_agent)
         labels.append(f"{other_config.agent.agent} ({checkpoint_path(other, checkpoint)})")
     results = run_probe(
         agent,
-        config.env_id,
+        env_id,
         episodes,
         seed,
         test_fraction,
@@ -436,12 +460,12 @@ def probe_command(
         results,
         short,
         out,
-        f"Linear probe of the {short[0]} agent's {results[0].features} on {config.env_id};"
+        f"Linear probe of the {short[0]} agent's {results[0].features} on {env_id};"
         f"\nfitted on {results[0].train_episodes} episodes; R² over {results[0].test_episodes}"
         " held-out episodes, the first of them shown",
     )
     return {
-        "env_id": config.env_id,
+        "env_id": env_id,
         "episodes": episodes,
         "seed": seed,
         "deterministic": not stochastic,

@@ -4,11 +4,18 @@ Each frame carries an overlay: the step, the return so far and, for a recurrent 
 cart-pole, the two velocities the agent cannot see (true, from the simulator) next to what a
 linear probe reads out of the agent's hidden state (:mod:`rlrnn.probe`).
 
+SIGINT and SIGTERM stop a playback at once, discarding the recording in progress (an existing
+file of that name is left as it was): SDL, which pygame starts for the renderer, is told to
+leave both signals to Python (``SDL_NO_SIGNAL_HANDLERS``); otherwise it turns SIGTERM into an
+event nobody reads, and ``kill`` would not stop a recording.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +25,65 @@ import numpy as np
 import torch
 
 from agents import ActorCritic
-from rlrnn.errors import UsageError
+from rlrnn.errors import Interrupted, UsageError, WriteFailed
 from rlrnn.evaluation import Policy
-from rlrnn.files import TempOutput, atomic_output, check_output_path
+from rlrnn.files import TempOutput, atomic_output, check_output_path, os_error, write_failed
+from rlrnn.memory import check_fits
+from rlrnn.safety import RaiseOnSignals
 
 if TYPE_CHECKING:
     from rlrnn.probe import VelocityProbe
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 GIF_COLORS = 64  # palette size of each GIF frame: the cart-pole has few colours
+NO_WINDOW_DRIVERS = ("dummy", "offscreen")  # SDL video drivers that show nothing
+
+
+def _quiet_pygame() -> None:
+    """Before pygame starts: no banner, and SIGINT / SIGTERM stay Python's (see above)."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
+
+
+def check_display() -> None:
+    """A UsageError unless a window can really be shown here."""
+    _quiet_pygame()
+    import pygame
+
+    try:
+        pygame.display.init()
+        driver = pygame.display.get_driver()
+    except pygame.error as e:
+        raise UsageError(
+            f"cannot open a window ({e}); record with --video or --gif instead"
+        ) from None
+    finally:
+        pygame.display.quit()
+    if driver in NO_WINDOW_DRIVERS:
+        raise UsageError(
+            f"no display to show a window on (SDL video driver {driver!r}); record with --video"
+            " or --gif instead"
+        )
+
+
+def check_ffmpeg() -> None:
+    """A UsageError unless the ffmpeg that MP4 recording runs is there."""
+    try:
+        import imageio.v2  # noqa: F401
+        import imageio_ffmpeg
+    except ImportError:
+        raise UsageError(
+            "writing MP4 needs imageio and imageio-ffmpeg: pip install imageio imageio-ffmpeg"
+        ) from None
+    try:
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as e:
+        raise UsageError(f"writing MP4 needs ffmpeg, which is not found: {e}") from None
+    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)) and shutil.which(exe) is None:
+        raise UsageError(
+            f"writing MP4 needs ffmpeg, which is not found: {exe} is not a program"
+            " (set IMAGEIO_FFMPEG_EXE to an ffmpeg, or record a --gif)"
+        )
 
 
 # ---------------------------------------------------------------- frame sinks
@@ -41,17 +98,16 @@ class FrameSink(Protocol):
 
 
 class Mp4Sink:
-    """Streams frames to ffmpeg (H.264), into a temporary file renamed on success."""
+    """Streams frames to ffmpeg (H.264), into a temporary file renamed on success, once ffmpeg
+    has shown that it holds every frame (ffmpeg's exit status does not reach imageio: a full
+    disk would otherwise leave a truncated video)."""
 
     def __init__(self, path: Path, fps: float) -> None:
-        try:
-            import imageio.v2 as imageio
-            import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary)
-        except ImportError:
-            raise UsageError(
-                "writing MP4 needs imageio and imageio-ffmpeg: pip install imageio imageio-ffmpeg"
-            ) from None
+        check_ffmpeg()
+        import imageio.v2 as imageio
+
         self._output = TempOutput(path)
+        self.frames = 0
         try:
             # Cart-pole frames are 600x400: multiples of 8, so ffmpeg needs no resizing.
             self._writer = imageio.get_writer(
@@ -61,21 +117,51 @@ class Mp4Sink:
                 codec="libx264",
                 quality=7,
                 macro_block_size=8,
+                ffmpeg_log_level="quiet",  # its failures are found below and told in one line
             )
         except BaseException:
             self._output.discard()
             raise
 
     def add(self, frame: np.ndarray) -> bool:
-        self._writer.append_data(frame)
+        try:
+            self._writer.append_data(frame)
+        except (OSError, RuntimeError) as e:  # ffmpeg could not write (a full disk): say so
+            self._output.discard()
+            raise self._failed(e) from None
+        self.frames += 1
         return True
+
+    def _failed(self, error: BaseException | None) -> WriteFailed:
+        cause = os_error(error) if error is not None else None
+        if cause is not None and cause.errno not in (None, errno.EPIPE):
+            return write_failed(self._output.path, cause)
+        return WriteFailed(
+            f"cannot write {self._output.path}: ffmpeg could not finish it (is the disk full?)"
+        )
+
+    def _complete(self) -> bool:
+        import imageio_ffmpeg
+
+        try:
+            frames, _ = imageio_ffmpeg.count_frames_and_secs(str(self._output.tmp))
+        except (RuntimeError, OSError, ValueError):
+            return False
+        return frames == self.frames
 
     def close(self, ok: bool) -> None:
         try:
             self._writer.close()
-        except BaseException:
+        except BaseException as e:
             self._output.discard()
-            raise
+            if ok and isinstance(e, OSError | RuntimeError):
+                raise self._failed(e) from None
+            if ok or not isinstance(e, Exception):
+                raise
+            return  # the recording failed already: that error is the one to report
+        if ok and not self._complete():
+            self._output.discard()
+            raise self._failed(None)
         if ok:
             self._output.commit()
         else:
@@ -118,7 +204,7 @@ class WindowSink:
     """A pygame window showing the frames in real time; closing it stops the playback."""
 
     def __init__(self, fps: float, title: str) -> None:
-        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+        check_display()
         import pygame
 
         self._pygame = pygame
@@ -286,8 +372,12 @@ class RenderRequest:
             raise UsageError(f"--render-episodes must be >= 1, got {episodes}")
         if max_steps is not None and max_steps < 1:
             raise UsageError(f"--render-max-steps must be >= 1, got {max_steps}")
-        if fps is not None and fps <= 0:
-            raise UsageError(f"--fps must be > 0, got {fps}")
+        if fps is not None and not (math.isfinite(fps) and fps > 0):
+            raise UsageError(f"--fps must be a number > 0, got {fps}")
+        if video is not None:
+            check_ffmpeg()
+        if human:
+            check_display()
         return cls(tuple(targets), episodes, max_steps, fps)
 
     def play(
@@ -314,6 +404,7 @@ class RenderRequest:
 
 
 def _make_env(env_id: str) -> Any:
+    _quiet_pygame()
     import gymnasium as gym
 
     import envs  # noqa: F401  (registers the position-only cart-pole)
@@ -360,9 +451,8 @@ def play(
     checked before anything runs and written atomically. Episode ``i`` starts from ``seed + i``;
     ``max_steps`` cuts each episode short. A recurrent agent on the cart-pole without a ``probe``
     gets one fitted on its own fresh episodes first (``fit_probe``; a second or so).
+    SIGINT / SIGTERM stop it at once (:class:`Interrupted`), discarding the recordings.
     """
-    from rlrnn.probe import agent_step, fit_velocity_probe, has_cartpole_state
-
     if not targets:
         raise UsageError("nothing to render to: give a window ('human') or an output file")
     if episodes < 1:
@@ -374,19 +464,53 @@ def play(
     for target in targets:
         if str(target) != "human":
             check_output_path(Path(target), VIDEO_SUFFIXES, "video")
-    if fps is not None and fps <= 0:
-        raise UsageError(f"fps must be > 0, got {fps}")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise UsageError(f"fps must be a number > 0, got {fps}")
 
-    env = _make_env(env_id)
-    fps = fps or env.metadata.get("render_fps") or 30
+    files = [str(t) for t in targets if str(t) != "human"]
+    try:
+        with RaiseOnSignals(f"rendering {agent_name} on {env_id}"):
+            env = _make_env(env_id)
+            try:
+                return _play_episodes(
+                    agent, env, env_id, targets, episodes, seed, deterministic, max_steps,
+                    fps or env.metadata.get("render_fps") or 30, probe, fit_probe, agent_name,
+                    device,
+                )  # fmt: skip
+            finally:
+                env.close()
+    except Interrupted as e:
+        if files:
+            e = Interrupted(
+                f"{e}; {', '.join(files)} not written (left as it was)", e.signal_number
+            )
+        raise e from None
+
+
+def _play_episodes(
+    agent: Policy,
+    env: Any,
+    env_id: str,
+    targets: Sequence[str | Path],
+    episodes: int,
+    seed: int,
+    deterministic: bool,
+    max_steps: int | None,
+    fps: float,
+    probe: VelocityProbe | None,
+    fit_probe: bool,
+    agent_name: str,
+    device: torch.device | str,
+) -> RenderResult:
+    """:func:`play` once its arguments are checked and ``env`` is made."""
+    from rlrnn.probe import agent_step, fit_velocity_probe, has_cartpole_state
+
+    if any(Path(str(t)).suffix.lower() == ".gif" for t in targets):
+        _check_gif_memory(env, env_id, episodes, max_steps)
     # The probe reads rlrnn agents' states; other policies (SB3's) only act.
     recurrent = isinstance(agent, ActorCritic) and agent.initial_state(1).h.shape[0] > 0
-    try:
-        if probe is None and fit_probe and recurrent and has_cartpole_state(env_id):
-            probe = fit_velocity_probe(agent, env_id, device=device)
-    except BaseException:
-        env.close()
-        raise
+    if probe is None and fit_probe and recurrent and has_cartpole_state(env_id):
+        probe = fit_velocity_probe(agent, env_id, device=device)
     result = RenderResult(
         outputs=[str(t) for t in targets], estimates=recurrent and probe is not None
     )
@@ -432,9 +556,25 @@ def play(
                 break
         ok = True
     finally:
-        env.close()
         _close_all(sinks, ok)
     return result
+
+
+def _check_gif_memory(env: Any, env_id: str, episodes: int, max_steps: int | None) -> None:
+    """A GIF keeps every frame until the end: refuse one whose frames cannot fit."""
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    steps = min(s for s in (max_steps, limit) if s is not None) if (max_steps or limit) else None
+    if steps is None:
+        raise UsageError(f"env {env_id!r} has no time limit: give --render-max-steps for a GIF")
+    env.reset(seed=0)
+    height, width = np.asarray(env.render()).shape[:2]
+    frames = episodes * steps
+    check_fits(
+        frames * height * width * 1.1,  # a palettised byte per pixel, plus each image's header
+        "cpu",
+        f"a GIF of up to {frames:,} frames of {width}x{height}",
+        "record fewer or shorter episodes (--render-episodes, --render-max-steps) or an --video",
+    )
 
 
 def _close_all(sinks: Sequence[FrameSink], ok: bool) -> None:

@@ -1,5 +1,5 @@
 """What keeps a run alive: stopping cleanly on SIGINT / SIGTERM and rolling back updates that
-produce non-finite numbers."""
+produce non-finite numbers; and what stops other work at once on those signals."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from rlrnn.errors import TrainingDiverged
+from rlrnn.errors import Interrupted, TrainingDiverged
 from rlrnn.ppo import RecurrentPPO
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -30,6 +30,32 @@ class StopSignals:
         self.requested = signal.Signals(signum)
 
     def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # signals reach only it
+            for s in STOP_SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+class RaiseOnSignals:
+    """While active, the first SIGINT or SIGTERM raises :class:`Interrupted` ("stopped by
+    SIGTERM while <doing>") at once, and later ones are ignored while the work unwinds: for work
+    with nothing worth keeping halfway (a recording, whose temporary file is then discarded)."""
+
+    def __init__(self, doing: str) -> None:
+        self.doing = doing
+        self.received: signal.Signals | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signal.Signals(signum)
+            raise Interrupted(f"stopped by {self.received.name} while {self.doing}", signum)
+
+    def __enter__(self) -> RaiseOnSignals:
         if threading.current_thread() is threading.main_thread():  # signals reach only it
             for s in STOP_SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)
@@ -85,20 +111,44 @@ class DivergenceGuard:
             self.failures = 0
             self.save_good()
             return True
+        env_fault = self._env_fault()  # read before the rollback puts the statistics back
         self._restore()
         self.failures += 1
         self.restores += 1
         if self.failures >= self.max_failures:
             cfg = self.ppo.config
-            causes = [f"the learning rate ({cfg.learning_rate:g}) may be too high"]
-            if cfg.max_grad_norm == 0:
-                causes.append("gradient clipping is off (--max-grad-norm 0)")
+            if env_fault is not None:
+                cause = (
+                    f" after the env produced non-finite {env_fault} (NaN or inf): the env is"
+                    " at fault, not the learning settings"
+                )
+            else:
+                causes = [f"the learning rate ({cfg.learning_rate:g}) may be too high"]
+                if cfg.max_grad_norm == 0:
+                    causes.append("gradient clipping is off (--max-grad-norm 0)")
+                cause = f"; {' and '.join(causes)}"
             raise TrainingDiverged(
                 f"training diverged at env step {env_steps:,}: {self.failures} updates in a row"
-                f" gave a non-finite loss, gradient or parameter; {' and '.join(causes)}."
+                f" gave a non-finite loss, gradient or parameter{cause}."
                 " The run folder keeps the last good weights (last.pt)"
             )
         return False
+
+    def _env_fault(self) -> str | None:
+        """``"observations"`` or ``"rewards"`` if the env handed out non-finite ones during the
+        failed iteration, as the statistics that saw them show (read only after a failure)."""
+        ppo = self.ppo
+
+        def bad(t: torch.Tensor | None) -> bool:
+            return t is not None and not bool(torch.isfinite(t).all())
+
+        norm = ppo.agent.obs_norm
+        if (norm.enabled and bad(norm.mean)) or bad(getattr(ppo, "obs", None)):
+            return "observations"
+        scale = ppo.reward_scale
+        if (scale is not None and bad(scale.returns)) or bad(getattr(ppo, "_episode_return", None)):
+            return "rewards"
+        return None
 
 
 def all_finite(stats: dict[str, torch.Tensor], parameters: list[torch.Tensor]) -> torch.Tensor:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 import envs  # noqa: F401  (registers PositionOnlyCartPole-v1 with gymnasium)
 from agents.registry import ACTIVATIONS
-from rlrnn.checkpoint import env_signature, write_checkpoint
+from rlrnn.checkpoint import describe_mismatch, env_signature, write_checkpoint
 from rlrnn.config import RunConfig
 from rlrnn.errors import UsageError
 from rlrnn.files import atomic_write_text
@@ -142,14 +143,53 @@ def _obs_rms(vec_env: VecEnv) -> dict[str, torch.Tensor] | None:
     }
 
 
+def expected_weights(config: RunConfig, obs_dim: int, num_actions: int) -> dict[str, torch.Size]:
+    """The name and shape of every tensor of the SB3 policy ``config`` describes (as
+    :func:`build_model` makes it), computed without building it."""
+    a = config.agent
+    recurrent = a.agent == "sb3-recurrentppo"
+    features = a.hidden_size if recurrent else obs_dim
+    shapes: dict[str, tuple[int, ...]] = {}
+    for net, widths in (("policy_net", a.pi_hidden), ("value_net", a.vf_hidden)):
+        width = features
+        for i, w in enumerate(widths):  # Linear, activation, Linear, ...
+            shapes[f"mlp_extractor.{net}.{2 * i}.weight"] = (w, width)
+            shapes[f"mlp_extractor.{net}.{2 * i}.bias"] = (w,)
+            width = w
+        head, out = ("action_net", num_actions) if net == "policy_net" else ("value_net", 1)
+        shapes[f"{head}.weight"], shapes[f"{head}.bias"] = (out, width), (out,)
+    if recurrent:
+        h = a.hidden_size
+        for lstm in ("lstm_actor",) if a.shared_core else ("lstm_actor", "lstm_critic"):
+            for k in range(a.num_layers):
+                shapes[f"{lstm}.weight_ih_l{k}"] = (4 * h, obs_dim if k == 0 else h)
+                shapes[f"{lstm}.weight_hh_l{k}"] = (4 * h, h)
+                shapes[f"{lstm}.bias_ih_l{k}"] = shapes[f"{lstm}.bias_hh_l{k}"] = (4 * h,)
+    return {k: torch.Size(v) for k, v in shapes.items()}
+
+
 def load_sb3_policy(
     config: RunConfig,
     weights: dict[str, torch.Tensor],
     obs_rms: dict[str, torch.Tensor] | None,
     device: torch.device | str = "cpu",
+    path: Path | str = "checkpoint",
 ) -> SB3Policy:
-    """Rebuild the SB3 model of ``config`` and load its policy weights."""
-    model = build_model(config, _make_vec_env(config, config.ppo.num_envs), device)
+    """Rebuild the SB3 model of ``config`` (on its ``env_id``, which the caller trusts) and load
+    its policy weights, once their shapes are known to fit the config (so a config claiming a
+    huge size allocates nothing)."""
+    vec_env = _make_vec_env(config, 1)
+    obs_dim = int(np.prod(vec_env.observation_space.shape))
+    expected = expected_weights(config, obs_dim, int(vec_env.action_space.n))
+    if set(weights) != set(expected) or any(weights[k].shape != v for k, v in expected.items()):
+        vec_env.close()
+        raise UsageError(
+            f"checkpoint {path} does not match its agent {config.agent.agent} (hidden_size"
+            f" {config.agent.hidden_size}): {describe_mismatch(expected, weights)}"
+        )
+    # One env and one minibatch: acting needs only the policy, not the training setup.
+    acting = replace(config, ppo=replace(config.ppo, num_envs=1, num_minibatches=1))
+    model = build_model(acting, vec_env, device)
     model.policy.load_state_dict(weights)
     if obs_rms is None:
         return SB3Policy(model)

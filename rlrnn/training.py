@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from agents import ActorCritic
 from envs import make_batched_env
 from rlrnn.checkpoint import (
     build_agent,
+    checkpoint_config,
     env_signature,
     read_checkpoint,
     save_checkpoint,
@@ -32,8 +34,9 @@ from rlrnn.checkpoint import (
 from rlrnn.config import SB3_AGENTS, RunConfig, config_differences
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
 from rlrnn.evaluation import evaluate
-from rlrnn.files import atomic_write_text, make_writable_dir
+from rlrnn.files import atomic_write_text
 from rlrnn.ppo import RecurrentPPO
+from rlrnn.rundir import RunLock, claim_run_dir, temp_files
 from rlrnn.safety import DivergenceGuard, StopSignals, all_finite
 
 
@@ -43,14 +46,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("device 'cuda' asked for, but CUDA is not available on this machine")
     return torch.device(name)
-
-
-def prepare_run_dir(run_dir: Path) -> Path:
-    """Create an empty run directory or explain in one line why it cannot be used."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise UsageError(f"run directory {run_dir} already exists and is not empty")
-    return make_writable_dir(run_dir, "run directory")
 
 
 class EvaluationLog:
@@ -99,9 +94,10 @@ class EvaluationLog:
         self.seconds += time.perf_counter() - start
         return record
 
+    STATE = ("records", "best_mean", "solved_at_steps", "solved_at_seconds", "seconds")
+
     def state_dict(self) -> dict[str, Any]:
-        keys = ("records", "best_mean", "solved_at_steps", "solved_at_seconds", "seconds")
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in self.STATE}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         for key, value in saved.items():
@@ -151,7 +147,17 @@ def train(
     ``resume`` continues the run saved in ``run_dir/last.pt``: on a CPU, interrupting and
     resuming gives the same weights as an uninterrupted run. SIGINT / SIGTERM stop the run after
     the current update with ``last.pt`` and ``summary.json`` written (:class:`TrainingInterrupted`).
+    The run holds the folder's lock throughout (:class:`rlrnn.rundir.RunLock`): a second writer
+    is refused.
     """
+    run_dir = claim_run_dir(run_dir)
+    with RunLock(run_dir):
+        return _train_locked(config, run_dir, show_progress, resume)
+
+
+def _train_locked(
+    config: RunConfig, run_dir: Path, show_progress: bool, resume: bool
+) -> dict[str, Any]:
     if config.agent.agent in SB3_AGENTS:
         if resume:
             raise UsageError(f"--resume is for rlrnn's agents; {config.agent.agent} runs restart")
@@ -170,14 +176,19 @@ def train(
     def save_best(path: Path, env_steps: int) -> None:
         save_checkpoint(path, agent, config, {"env_steps": env_steps})
 
-    writer = SummaryWriter(str(run_dir / "tb"))  # a resumed run appends a new event file
-    evals = EvaluationLog(config, run_dir, agent, writer, save_best, env.reward_threshold, device)
     loop = {"train_seconds": 0.0, "wall_seconds": 0.0, "recent_return": math.nan}
     loop |= {"next_eval": config.eval_interval, "restores": 0}
+    saved_evals = None
     if resume:
-        for leftover in run_dir.glob(".*.tmp*"):  # half-written files of a killed process
+        saved_loop, saved_evals = load_training_state(run_dir / LAST, agent, ppo)
+        loop |= saved_loop
+        for leftover in temp_files(run_dir):  # half-written files of a killed process
             leftover.unlink()
-        loop |= load_training_state(run_dir / LAST, agent, ppo, evals)
+    # Made after the checks above, so a refused resume leaves no new event file behind.
+    writer = SummaryWriter(str(run_dir / "tb"))  # a resumed run appends a new event file
+    evals = EvaluationLog(config, run_dir, agent, writer, save_best, env.reward_threshold, device)
+    if saved_evals is not None:
+        evals.load_state_dict(saved_evals)
     atomic_write_text(run_dir / "config.json", config.to_json())  # a resume may extend the run
     writer.add_text("config", f"```\n{config.to_json()}\n```")
     guard = DivergenceGuard(ppo)
@@ -242,7 +253,8 @@ def train(
                 finish("interrupted")
                 raise TrainingInterrupted(
                     f"stopped by {stop.requested.name} at {step:,} env steps; saved {run_dir}/"
-                    f"{LAST} and summary.json. Resume: python train.py --resume {run_dir}",
+                    f"{LAST} and summary.json. Resume: python train.py --resume"
+                    f" {shlex.quote(str(run_dir))}",
                     stop.requested.value,
                 )
             if config.checkpoint_interval and step >= next_checkpoint:
@@ -288,8 +300,15 @@ def saved_run(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
             " or it is an SB3 run); start it again instead"
         )
     payload = read_checkpoint(run_dir / LAST)
-    config = RunConfig.from_dict(json.loads(payload["config"]))
-    return config, json.loads(payload.get("extra", "{}"))
+    config = checkpoint_config(payload, run_dir / LAST)
+    try:
+        status = json.loads(payload.get("extra", "{}"))
+        steps = status.get("env_steps", 0)
+    except (TypeError, ValueError, AttributeError):
+        status, steps = None, None
+    if not isinstance(steps, int):
+        raise UsageError(f"cannot resume from {run_dir / LAST}: its status is damaged")
+    return config, status
 
 
 def check_resume(
@@ -329,14 +348,90 @@ def save_training_state(
 
 
 def load_training_state(
-    path: Path, agent: ActorCritic, ppo: RecurrentPPO, evals: EvaluationLog
-) -> dict[str, Any]:
-    """Put the state saved in ``path`` back; returns the loop counters."""
+    path: Path, agent: ActorCritic, ppo: RecurrentPPO
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Put the state saved in ``path`` back into ``agent`` and ``ppo``; returns the loop
+    counters and the evaluation log's state. A damaged state is a UsageError, found before
+    anything is written."""
     payload = read_checkpoint(path)
     if "trainer" not in payload:
         raise UsageError(f"{path} holds weights only, no training state to resume")
-    agent.load_state_dict(payload["model"])
-    trainer = payload["trainer"]
-    ppo.load_state_dict(trainer["ppo"])
-    evals.load_state_dict(json.loads(trainer["evals"]))
-    return json.loads(trainer["loop"])
+    healthy = ppo.state_dict()  # what a state of this run looks like
+    try:
+        trainer = payload["trainer"]
+        problem = _state_problem(healthy, trainer["ppo"], "")
+        problem = problem or _optimizer_problem(agent, trainer["ppo"]["optimizer"])
+        if problem is None:
+            agent.load_state_dict(payload["model"])
+            ppo.load_state_dict(trainer["ppo"])
+            loop, evals = json.loads(trainer["loop"]), json.loads(trainer["evals"])
+            problem = _log_problem(loop, evals)
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as e:
+        problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if problem is not None:
+        raise UsageError(
+            f"cannot resume from {path}: its training state is damaged ({problem});"
+            " start the run again"
+        )
+    return loop, evals
+
+
+def _state_problem(healthy: Any, saved: Any, where: str) -> str | None:
+    """What in ``saved`` differs in structure, shape or type from ``healthy`` (None: nothing);
+    the optimizer's state is checked against the parameters instead."""
+    if isinstance(healthy, torch.Tensor):
+        ok = isinstance(saved, torch.Tensor) and saved.shape == healthy.shape
+        wrong = f"{where.rstrip('.') or 'state'} is wrong"
+        return None if ok and saved.dtype == healthy.dtype else wrong
+    if isinstance(healthy, dict):
+        optional = {"cuda_rng"}  # present only on a GPU; a resume may change the device
+        if not isinstance(saved, dict) or set(saved) - optional != set(healthy) - optional:
+            return f"{where.rstrip('.') or 'state'} has other entries"
+        for key in set(healthy) - optional:
+            if key != "optimizer":
+                problem = _state_problem(healthy[key], saved[key], f"{where}{key}.")
+                if problem:
+                    return problem
+        return None
+    if isinstance(healthy, int | float) and not isinstance(saved, int | float):
+        return f"{where.rstrip('.')} is not a number"
+    return None
+
+
+def _optimizer_problem(agent: ActorCritic, saved: Any) -> str | None:
+    """Adam's saved moments must have the shapes of the parameters they belong to."""
+    params = list(agent.parameters())
+    state = saved.get("state", {}) if isinstance(saved, dict) else None
+    if not isinstance(state, dict):
+        return "optimizer state is wrong"
+    for index, moments in state.items():
+        if not isinstance(index, int) or not 0 <= index < len(params):
+            return "optimizer state names a parameter the agent does not have"
+        for name in ("exp_avg", "exp_avg_sq"):
+            value = moments.get(name) if isinstance(moments, dict) else None
+            if not isinstance(value, torch.Tensor) or value.shape != params[index].shape:
+                return f"optimizer {name} of parameter {index} is wrong"
+    return None
+
+
+def _log_problem(loop: Any, evals: Any) -> str | None:
+    def number(value: Any, optional: bool = False) -> bool:
+        return (optional and value is None) or (
+            isinstance(value, int | float) and not isinstance(value, bool)
+        )
+
+    if not isinstance(loop, dict) or not all(number(v) for v in loop.values()):
+        return "loop counters are not numbers"
+    if not isinstance(evals, dict) or set(evals) != set(EvaluationLog.STATE):
+        return "evaluation log has other entries"
+    records = evals["records"]
+    fields = ("env_steps", "train_seconds", "mean_return", "std_return")
+    if not isinstance(records, list) or not all(
+        isinstance(r, dict) and all(number(r.get(k)) for k in fields) for r in records
+    ):
+        return "evaluation records are wrong"
+    if not (number(evals["best_mean"]) and number(evals["seconds"])):
+        return "evaluation log is wrong"
+    if not (number(evals["solved_at_steps"], True) and number(evals["solved_at_seconds"], True)):
+        return "evaluation log is wrong"
+    return None

@@ -1,4 +1,7 @@
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,5 +49,40 @@ def cli() -> Callable[[list[str]], int]:
             return main(argv)
         except SystemExit as e:
             return int(e.code)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def forked(tmp_path_factory) -> Callable[[list[dict]], dict]:
+    """``forked(cases)``: run command lines through ``tests/forkrun.py`` (each in a process of
+    its own, forked from one that imported rlrnn once); returns its report with every result's
+    exit code, stdout, stderr and peak memory. A case: ``{"entry", "args", "cwd"}``, optionally
+    ``"env"`` and ``"path"``."""
+    logs = tmp_path_factory.mktemp("forked")
+    calls = 0
+
+    def run(cases: list[dict]) -> dict:
+        nonlocal calls
+        calls += 1
+        full = []
+        for k, case in enumerate(cases):
+            out = logs / f"{calls}-{k}"
+            full.append(
+                {"env": {}, "path": [], **case, "stdout": f"{out}.out", "stderr": f"{out}.err"}
+            )
+        runner = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("forkrun.py"))],
+            input=json.dumps(full),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert runner.returncode == 0, runner.stderr
+        report = json.loads(runner.stdout)
+        for result, case in zip(report["results"], full, strict=True):
+            result["stdout"] = Path(case["stdout"]).read_text()
+            result["stderr"] = Path(case["stderr"]).read_text()
+        return report
 
     return run

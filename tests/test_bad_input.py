@@ -1,115 +1,378 @@
-"""A sweep of wrong invocations of every command: each ends with exit code 2, one clear line on
-stderr, no traceback, and no file left behind."""
+"""A sweep of wrong, hostile and damaged invocations of every command: each ends with exit code 2,
+one clear line on stderr and no traceback; across the sweep no file is left behind, none is lost
+or changed, no module a file names is imported, and no command allocates much beyond its imports.
 
-import concurrent.futures as cf
+Each command runs in a process of its own, forked from one that has imported rlrnn already
+(``tests/forkrun.py``, the ``forked`` fixture), so ~100 commands cost seconds, not minutes.
+"""
+
+import json
+import os
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from rlrnn.compare import plan_runs
 from rlrnn.config import PPOConfig, RunConfig
+from rlrnn.hyperparams import default_config
+from rlrnn.rundir import RunLock
 from rlrnn.training import train
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN, EVALUATE = str(ROOT / "train.py"), str(ROOT / "evaluate.py")
-RLRNN = "-m", "rlrnn.cli"
+HOSTILE = Path(__file__).resolve().parent / "hostile"  # env modules that misbehave
+EVIL = "evilenv:Evil-v0"  # names a module shipped beside a checkpoint
+NO_FFMPEG = {"IMAGEIO_FFMPEG_EXE": "/nonexistent/ffmpeg"}
+BIG = str(2**64)
 
-# (command, arguments, a fragment of the one-line message); {run}, {tmp} are filled in.
+# (entry, arguments, a fragment of the one-line message[, environment variables]);
+# {run}, {tmp}, {shared} are filled in. Entries: train.py, evaluate.py, python -m rlrnn.cli.
 CASES = [
-    ((TRAIN,), ["--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
-    ((TRAIN,), ["--env", "Pendulum-v1"], "needs a Discrete action space"),
-    ((TRAIN,), ["--agent", "transformer"], "invalid choice: 'transformer'"),
-    ((TRAIN,), ["--num-envs", "0"], "num_envs must be >= 1, got 0"),
-    ((TRAIN,), ["--num-steps", "-3"], "num_steps must be >= 1, got -3"),
-    ((TRAIN,), ["--learning-rate", "fast"], "invalid float value: 'fast'"),
-    ((TRAIN,), ["--learning-rate", "0"], "learning_rate must be > 0"),
-    ((TRAIN,), ["--gamma", "1.5"], "gamma must be in (0, 1]"),
-    ((TRAIN,), ["--total-timesteps", "10"], "less than one rollout"),
-    ((TRAIN,), ["--num-minibatches", "3"], "must divide num_envs"),
-    ((TRAIN,), ["--hidden-size", "0"], "hidden_size must be >= 1, got 0"),
-    ((TRAIN,), ["--agent", "framestack", "--frame-stack", "0"], "frame_stack (k) must be >= 1"),
-    ((TRAIN,), ["--run-dir", "{tmp}/blocker/run"], "cannot write run directory"),
-    ((TRAIN,), ["--resume", "{tmp}/no-such-run"], "no such run folder"),
-    ((TRAIN,), ["--resume", "{tmp}/empty"], "no last.pt in it"),
-    ((TRAIN,), ["--resume", "{run}"], "pass a larger --total-timesteps"),
-    ((TRAIN,), ["--resume", "{run}", "--agent", "gru"], "changes agent.agent (lstm -> gru)"),
-    ((EVALUATE,), ["{tmp}/no-such-run"], "checkpoint not found"),
-    ((EVALUATE,), ["{tmp}/folder.pt"], "checkpoint not found"),
-    ((EVALUATE,), ["{tmp}/truncated.pt"], "damaged or not an rlrnn checkpoint"),
-    ((EVALUATE,), ["{tmp}/notes.txt"], "damaged or not an rlrnn checkpoint"),
-    ((EVALUATE,), ["{tmp}/newer.pt"], "written by a newer rlrnn"),
-    ((EVALUATE,), ["{run}", "--episodes", "0"], "--episodes must be >= 1, got 0"),
-    ((EVALUATE,), ["{run}", "--episodes", "many"], "invalid int value: 'many'"),
-    ((EVALUATE,), ["{run}", "--obs-noise", "-1"], "--obs-noise must be >= 0"),
-    ((EVALUATE,), ["{run}", "--env", "CartPole-v1"], "does not fit CartPole-v1"),
-    ((EVALUATE,), ["{run}", "--gif", "{tmp}/out.txt"], "unknown file type '.txt'"),
-    ((EVALUATE,), ["{run}", "--gif", "{tmp}/empty"], "unknown file type"),
-    ((EVALUATE,), ["{run}", "--video", "{tmp}/nowhere/out.mp4"], "does not exist"),
-    (RLRNN, ["compare", "--agents", "transformer"], "unknown agent 'transformer'"),
-    (RLRNN, ["compare", "--seeds", "0"], "--seeds must be >= 1, got 0"),
-    (RLRNN, ["compare", "--out", "{tmp}/blocker"], "is a file, not a folder"),
-    (RLRNN, ["compare", "--env", "CartPole-v1", "--runs", "{run}"], "not CartPole-v1"),
-    (RLRNN, ["probe", "{tmp}/no-such-run"], "checkpoint not found"),
-    (RLRNN, ["probe", "{run}", "--out", "{tmp}/probe.jpg"], "unknown file type '.jpg'"),
-    (RLRNN, ["gradflow", "--steps", "0"], "steps must be >= 1, got 0"),
-    (RLRNN, ["gradflow", "--cores", "transformer"], "transformer"),
-    (RLRNN, ["nonsense"], "invalid choice: 'nonsense'"),
-]
+    # ---- unknown ids, impossible values, missing or damaged files (the first sweep)
+    ("train", ["--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+    ("train", ["--env", "Pendulum-v1"], "needs a Discrete action space"),
+    ("train", ["--agent", "transformer"], "invalid choice: 'transformer'"),
+    ("train", ["--num-envs", "0"], "num_envs must be >= 1, got 0"),
+    ("train", ["--num-steps", "-3"], "num_steps must be >= 1, got -3"),
+    ("train", ["--learning-rate", "fast"], "invalid float value: 'fast'"),
+    ("train", ["--learning-rate", "0"], "learning_rate must be > 0"),
+    ("train", ["--gamma", "1.5"], "gamma must be in (0, 1]"),
+    ("train", ["--total-timesteps", "10"], "less than one rollout"),
+    ("train", ["--num-minibatches", "3"], "must divide num_envs"),
+    ("train", ["--hidden-size", "0"], "hidden_size must be >= 1, got 0"),
+    ("train", ["--agent", "framestack", "--frame-stack", "0"], "frame_stack (k) must be >= 1"),
+    ("train", ["--run-dir", "{tmp}/blocker/run"], "cannot write run directory"),
+    ("train", ["--resume", "{tmp}/no-such-run"], "no such run folder"),
+    ("train", ["--resume", "{tmp}/empty"], "no last.pt in it"),
+    ("train", ["--resume", "{run}"], "pass a larger --total-timesteps"),
+    ("train", ["--resume", "{run}", "--agent", "gru"], "changes agent.agent (lstm -> gru)"),
+    ("evaluate", ["{tmp}/no-such-run"], "checkpoint not found"),
+    ("evaluate", ["{tmp}/folder.pt"], "checkpoint not found"),
+    ("evaluate", ["{tmp}/truncated.pt"], "damaged or not an rlrnn checkpoint"),
+    ("evaluate", ["{tmp}/notes.txt"], "damaged or not an rlrnn checkpoint"),
+    ("evaluate", ["{tmp}/newer.pt"], "written by a newer rlrnn"),
+    ("evaluate", ["{run}", "--episodes", "0"], "--episodes must be >= 1, got 0"),
+    ("evaluate", ["{run}", "--episodes", "many"], "invalid int value: 'many'"),
+    ("evaluate", ["{run}", "--obs-noise", "-1"], "--obs-noise must be >= 0"),
+    ("evaluate", ["{run}", "--env", "CartPole-v1"], "does not fit CartPole-v1"),
+    ("evaluate", ["{run}", "--gif", "{tmp}/out.txt"], "unknown file type '.txt'"),
+    ("evaluate", ["{run}", "--gif", "{tmp}/empty"], "unknown file type"),
+    ("evaluate", ["{run}", "--video", "{tmp}/nowhere/out.mp4"], "does not exist"),
+    ("rlrnn", ["compare", "--agents", "transformer"], "unknown agent 'transformer'"),
+    ("rlrnn", ["compare", "--seeds", "0"], "--seeds must be >= 1, got 0"),
+    ("rlrnn", ["compare", "--out", "{tmp}/blocker"], "is a file, not a folder"),
+    ("rlrnn", ["compare", "--env", "CartPole-v1", "--runs", "{run}"], "not CartPole-v1"),
+    ("rlrnn", ["probe", "{tmp}/no-such-run"], "checkpoint not found"),
+    ("rlrnn", ["probe", "{run}", "--out", "{tmp}/probe.png.jpg"], "unknown file type '.jpg'"),
+    ("rlrnn", ["gradflow", "--steps", "0"], "steps must be >= 1, got 0"),
+    ("rlrnn", ["gradflow", "--cores", "transformer"], "transformer"),
+    ("rlrnn", ["nonsense"], "invalid choice: 'nonsense'"),
+    # ---- no code from files: an env id a file names is made only if already registered
+    ("evaluate", ["{shared}/evil.pt"], f"not registered; rlrnn does not import a module that a file names: if you trust it, pass --env {EVIL}"),
+    ("evaluate", ["{shared}/evilrun"], f"pass --env {EVIL}"),
+    ("evaluate", ["{shared}/evilrun", "--checkpoint", "last"], f"pass --env {EVIL}"),
+    ("evaluate", ["{shared}/evil-sb3.pt"], f"pass --env {EVIL}"),
+    ("evaluate", ["{shared}/this.pt"], "pass --env this:PositionOnlyCartPole-v1"),
+    ("rlrnn", ["probe", "{shared}/evil.pt"], f"pass --env {EVIL}"),
+    ("rlrnn", ["gradflow", "{shared}/evilrun", "--clip-steps", "0"], f"pass --env {EVIL}"),
+    ("train", ["--resume", "{shared}/evilrun", "--total-timesteps", "4096"], f"pass --env {EVIL}"),
+    ("rlrnn", ["compare", "--runs", "{shared}/evilrun"], f"is from env {EVIL}, not Position"),
+    # ---- nothing deleted that rlrnn cannot prove it made
+    ("rlrnn", ["compare", "--agents", "mlp", "--seeds", "1", "--out", "{tmp}/out-notes"], "rlrnn cannot tell that it made that folder (no .rlrnn-run in it)"),
+    # ---- one writer per run folder (the sweep holds the lock of {tmp}/locked)
+    ("train", ["--resume", "{tmp}/locked", "--total-timesteps", "4096"], f"{{tmp}}/locked is in use by process {os.getpid()} on"),
+    # ---- bounded memory: sizes checked against an estimate before anything is allocated
+    ("train", ["--num-envs", "10000000", "--total-timesteps", "1000000000"], "more than the limit of"),
+    ("train", ["--hidden-size", "3000000", "--num-envs", "8"], "lower --num-envs, --num-steps or --hidden-size"),
+    ("train", ["--agent", "sb3-ppo", "--num-envs", "10000000", "--total-timesteps", "1000000000"], "more than the limit of"),
+    ("evaluate", ["{run}", "--episodes", "2000000000"], "playing 2,000,000,000 episodes at once"),
+    ("evaluate", ["{tmp}/huge.pt"], "actor_core.weights.0 is (128, 34) in the file, (48000, 12002) in the agent"),
+    ("evaluate", ["{tmp}/huge-sb3.pt"], "does not match its agent sb3-recurrentppo (hidden_size 100000)"),
+    ("evaluate", ["{run}", "--gif", "{tmp}/x.gif", "--render-episodes", "100000000"], "a GIF of up to 50,000,000,000 frames"),
+    ("rlrnn", ["probe", "{run}", "--episodes", "100000000"], "probing 100,000,000 episodes needs about"),
+    ("rlrnn", ["gradflow", "--batch", "100000000", "--clip-steps", "0", "--cores", "lstm"], "lower --batch or --steps"),
+    ("rlrnn", ["compare", "--agents", "mlp", "--episodes", "2000000000", "--out", "{tmp}/o"], "lower --episodes"),
+    # ---- damaged files: run folders, resume states, checkpoints that contradict themselves
+    ("rlrnn", ["compare", "--runs", "{tmp}/bad-summary"], "bad-summary/summary.json is damaged (not JSON)"),
+    ("rlrnn", ["compare", "--runs", "{tmp}/bad-config"], "bad-config/config.json is damaged (not JSON)"),
+    ("rlrnn", ["compare", "--runs", "{tmp}/list-config"], "list-config/config.json is damaged (not a JSON object)"),
+    ("rlrnn", ["compare", "--runs", "{tmp}/typed-config"], "typed-config/config.json is damaged (agent.hidden_size must be an integer"),
+    ("rlrnn", ["compare", "--runs", "{tmp}/empty-summary"], "empty-summary/summary.json is damaged (not a summary of a finished run)"),
+    ("rlrnn", ["compare", "--agents", "mlp", "--seeds", "1", "--out", "{tmp}/out-bad-config"], "mlp-s0/config.json is damaged (not JSON)"),
+    ("rlrnn", ["compare", "--agents", "mlp", "--seeds", "1", "--out", "{tmp}/out-bad-summary"], "mlp-s0/summary.json is damaged (not JSON)"),
+    ("train", ["--resume", "{tmp}/bad-loop", "--total-timesteps", "4096"], "its training state is damaged (Expecting value"),
+    ("train", ["--resume", "{tmp}/bad-optimizer", "--total-timesteps", "4096"], "its training state is damaged (optimizer exp_avg of parameter 0 is wrong)"),
+    ("train", ["--resume", "{tmp}/bad-env-state", "--total-timesteps", "4096"], "its training state is damaged (env.state is wrong)"),
+    ("train", ["--resume", "{tmp}/bad-evals", "--total-timesteps", "4096"], "its training state is damaged (evaluation records are wrong)"),
+    ("train", ["--resume", "{tmp}/no-trainer", "--total-timesteps", "4096"], "holds weights only, no training state"),
+    ("train", ["--resume", "{tmp}/bad-config-json", "--total-timesteps", "4096"], "is damaged: its config is missing or not JSON"),
+    ("train", ["--resume", "{tmp}/read-only", "--total-timesteps", "4096"], "cannot write run directory"),
+    ("evaluate", ["{tmp}/obs-mismatch.pt"], "is damaged: its config names env CartPole-v1 (obs dim 4), but its weights are for obs dim 2"),
+    ("evaluate", ["{tmp}/typed.pt"], "holds a config rlrnn cannot use: agent.hidden_size must be an integer, got 'abc'"),
+    ("evaluate", ["{tmp}/negative-seed.pt"], "holds a config rlrnn cannot use: seed must be in [0, 2**32 - 1], got -1"),
+    ("evaluate", ["{tmp}/no-tensors.pt"], "is damaged: its weights are not tensors"),
+    ("evaluate", ["{run}", "--video", "{tmp}/x.mp4"], "writing MP4 needs ffmpeg, which is not found", NO_FFMPEG),
+    ("evaluate", ["{run}", "--render", "human"], "no display to show a window on (SDL video driver 'dummy')", {"SDL_VIDEODRIVER": "dummy"}),
+    # ---- edge values
+    ("evaluate", ["{run}", "--gif", "{tmp}/x.gif", "--fps", "nan"], "argument --fps: not a finite number: 'nan'"),
+    ("evaluate", ["{run}", "--gif", "{tmp}/x.gif", "--fps", "inf"], "argument --fps: not a finite number: 'inf'"),
+    ("evaluate", ["{run}", "--gif", "{tmp}/x.gif", "--fps", "-5"], "--fps must be a number > 0, got -5"),
+    ("evaluate", ["{run}", "--obs-noise", "inf"], "argument --obs-noise: not a finite number"),
+    ("evaluate", ["{run}", "--obs-noise", "nan"], "argument --obs-noise: not a finite number"),
+    ("evaluate", ["{run}", "--seed", "-1"], "argument --seed: seed must be in [0, 2**32 - 1], got -1"),
+    ("evaluate", ["{run}", "--seed", BIG], f"seed must be in [0, 2**32 - 1], got {BIG}"),
+    ("train", ["--seed", BIG], f"seed must be in [0, 2**32 - 1], got {BIG}"),
+    ("train", ["--seed", "-1"], "seed must be in [0, 2**32 - 1], got -1"),
+    ("train", ["--env", "Acrobot-v1", "--seed", "-1"], "seed must be in [0, 2**32 - 1], got -1"),
+    ("train", ["--learning-rate", "inf"], "argument --learning-rate: not a finite number: 'inf'"),
+    ("train", ["--learning-rate", "nan"], "argument --learning-rate: not a finite number: 'nan'"),
+    ("train", ["--ent-coef", "inf"], "argument --ent-coef: not a finite number"),
+    ("train", ["--vf-coef", "inf"], "argument --vf-coef: not a finite number"),
+    ("train", ["--clip-coef", "inf"], "argument --clip-coef: not a finite number"),
+    ("train", ["--max-grad-norm", "inf"], "argument --max-grad-norm: not a finite number"),
+    ("train", ["--target-kl", "nan"], "argument --target-kl: not a finite number"),
+    ("train", ["--env", "hostile_envs:EmptyObs-v0"], "has an empty observation space"),
+    ("train", ["--env", "raising_env:Any-v0"], "cannot make env 'raising_env:Any-v0': RuntimeError: this module refuses to be imported"),
+    ("evaluate", ["{run}", "--env", "raising_env:Any-v0"], "RuntimeError: this module refuses"),
+    ("rlrnn", ["compare", "--env", "raising_env:Any-v0"], "RuntimeError: this module refuses"),
+    ("rlrnn", ["compare", "--first-seed", "-1"], "argument --first-seed: seed must be in"),
+    ("rlrnn", ["probe", "{run}", "--seed", "-5"], "argument --seed: seed must be in"),
+    ("rlrnn", ["probe", "{run}", "--alpha", "nan"], "argument --alpha: not a finite number"),
+    ("rlrnn", ["probe", "{run}", "--alpha", "inf"], "argument --alpha: not a finite number"),
+    ("rlrnn", ["probe", "{run}", "--test-fraction", "nan"], "argument --test-fraction: not a finite"),
+    ("rlrnn", ["gradflow", "--seed", BIG], "argument --seed: seed must be in"),
+    ("rlrnn", ["gradflow", "--clip-seeds", "-1"], "argument --clip-seeds: seed must be in"),
+    ("rlrnn", ["gradflow", "--forget-bias", "nan"], "argument --forget-bias: not a finite number"),
+    ("rlrnn", ["gradflow", "--forget-bias", "inf"], "argument --forget-bias: not a finite number"),
+    ("rlrnn", ["gradflow", "--clip-norms", "inf"], "argument --clip-norms: not a finite number"),
+]  # fmt: skip
 
 
-def files_under(root: Path) -> set[Path]:
-    return set(root.rglob("*"))
+def resave(source: Path, target: Path, change) -> None:
+    """``target``: the checkpoint ``source`` with ``change(payload)`` applied."""
+    payload = torch.load(source, weights_only=True)
+    change(payload)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, target)
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bad-input")
+def config_change(**changes):
+    """A change to a checkpoint's config: ``section__field=value`` or ``field=value``."""
+
+    def change(payload):
+        config = json.loads(payload["config"])
+        for key, value in changes.items():
+            section, _, name = key.rpartition("__")
+            (config[section] if section else config)[name] = value
+        payload["config"] = json.dumps(config)
+
+    return change
+
+
+def copy_run(run: Path, target: Path) -> Path:
+    shutil.copytree(run, target)
+    return target
+
+
+def read_only_copy(run: Path, target: Path) -> bool:
+    """A copy of ``run`` that cannot be written: a read-only tmpfs where this machine lets us
+    mount one (root ignores permissions), else a folder without write permission. False: root
+    without mounts, where no folder is read-only (the case is skipped)."""
+    copy_run(run, target)
+    if os.geteuid() != 0:
+        target.chmod(0o555)
+        return True
+    staging = target.with_name(target.name + "-files")
+    target.rename(staging)
+    target.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(target)]
+    if subprocess.run(mount, capture_output=True).returncode != 0:
+        shutil.rmtree(target)
+        staging.rename(target)
+        return False
+    shutil.copytree(staging, target, dirs_exist_ok=True)
+    shutil.rmtree(staging)
+    subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True)
+    return True
+
+
+def evil_module(shared: Path) -> None:
+    """A module that leaves a marker file if it is ever imported, beside the crafted files."""
+    (shared / "evilenv.py").write_text(
+        "import pathlib\n"
+        "import gymnasium as gym\n"
+        "pathlib.Path(__file__).with_name('IMPORTED').write_text('code from a file ran')\n"
+        "gym.register('Evil-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv')\n"
+    )
+
+
+def sb3_weights(config: RunConfig) -> dict:
+    from dataclasses import replace
+
+    from rlrnn.sb3 import _make_vec_env, build_model
+
+    one = replace(config, ppo=replace(config.ppo, num_envs=1, num_minibatches=1))
+    return build_model(one, _make_vec_env(one, 1), "cpu").policy.state_dict()
+
+
+def make_files(tmp: Path) -> tuple[Path, bool]:
+    """The run, the crafted and the damaged files the cases name; returns the run and whether
+    a read-only run folder could be made."""
     run = tmp / "run"
-    train(RunConfig(ppo=PPOConfig(total_timesteps=1024), eval_interval=0), run, False)
+    config = RunConfig(ppo=PPOConfig(total_timesteps=1024), eval_interval=0, checkpoint_interval=0)
+    train(config, run, False)
     (tmp / "blocker").write_text("a file where a folder is expected")
     (tmp / "empty").mkdir()
     (tmp / "folder.pt").mkdir()
     (tmp / "notes.txt").write_text("not a checkpoint")
-    (tmp / "truncated.pt").write_bytes((run / "final.pt").read_bytes()[:300])
-    payload = torch.load(run / "final.pt", weights_only=True)
-    torch.save({**payload, "version": payload["version"] + 1}, tmp / "newer.pt")
+    final, last = run / "final.pt", run / "last.pt"
+    (tmp / "truncated.pt").write_bytes(final.read_bytes()[:300])
+    resave(final, tmp / "newer.pt", lambda p: p.update(version=p["version"] + 1))
+
+    shared = tmp / "shared"  # what a stranger shares: checkpoints and a module beside them
+    shared.mkdir()
+    evil_module(shared)
+    evil = config_change(env_id=EVIL)
+    resave(final, shared / "evil.pt", evil)
+    resave(final, shared / "this.pt", config_change(env_id="this:PositionOnlyCartPole-v1"))
+    evilrun = copy_run(run, shared / "evilrun")
+    for name in ("best.pt", "final.pt", "last.pt"):
+        resave(evilrun / name, evilrun / name, evil)
+    saved = json.loads((evilrun / "config.json").read_text())
+    (evilrun / "config.json").write_text(json.dumps({**saved, "env_id": EVIL}))
+    sb3 = default_config("sb3-ppo")
+    resave(
+        final,
+        shared / "evil-sb3.pt",
+        lambda p: p.update(
+            config=json.dumps({**sb3.to_dict(), "env_id": EVIL}), model=sb3_weights(sb3)
+        ),
+    )
+
+    resave(final, tmp / "huge.pt", config_change(agent__hidden_size=12_000))
+    rppo = default_config("sb3-recurrentppo")
+    resave(
+        final,
+        tmp / "huge-sb3.pt",
+        lambda p: p.update(
+            config=json.dumps({**rppo.to_dict(), "agent": {**rppo.to_dict()["agent"],
+                                                           "hidden_size": 100_000}}),
+            model=sb3_weights(rppo),
+        ),
+    )  # fmt: skip
+    resave(final, tmp / "obs-mismatch.pt", config_change(env_id="CartPole-v1"))
+    resave(final, tmp / "typed.pt", config_change(agent__hidden_size="abc"))
+    resave(final, tmp / "negative-seed.pt", config_change(seed=-1))
+    resave(final, tmp / "no-tensors.pt", lambda p: p.update(model={"weights": 1}))
+
+    for name, text in (("bad-summary", "{not json"), ("empty-summary", "{}")):
+        (copy_run(run, tmp / name) / "summary.json").write_text(text)
+    for name, text in (("bad-config", "\x00garbage"), ("list-config", "[]")):
+        (copy_run(run, tmp / name) / "config.json").write_text(text)
+    typed = copy_run(run, tmp / "typed-config") / "config.json"
+    typed.write_text(json.dumps({**saved, "agent": {**saved["agent"], "hidden_size": "32"}}))
+
+    def trainer_change(change):
+        return lambda p: change(p["trainer"])
+
+    def bad_optimizer(trainer):
+        for moments in trainer["ppo"]["optimizer"]["state"].values():
+            moments["exp_avg"] = torch.zeros(3)
+
+    for name, change in (
+        ("bad-loop", trainer_change(lambda t: t.update(loop="garbage"))),
+        ("bad-optimizer", trainer_change(bad_optimizer)),
+        ("bad-env-state", trainer_change(lambda t: t["ppo"]["env"].update(state=torch.ones(2)))),
+        ("bad-evals", trainer_change(lambda t: t.update(evals=json.dumps(
+            {**json.loads(t["evals"]), "records": [{"env_steps": "x"}]})))),
+        ("no-trainer", lambda p: p.pop("trainer")),
+        ("bad-config-json", lambda p: p.update(config="{garbage")),
+    ):  # fmt: skip
+        resave(last, copy_run(run, tmp / name) / "last.pt", change)
+    read_only = read_only_copy(run, tmp / "read-only")
+    copy_run(run, tmp / "locked")
+
+    spec = plan_runs(["mlp"], [0], "PositionOnlyCartPole-v1", tmp / "out", {"device": "cpu"})[0]
+    notes = tmp / "out-notes" / "runs" / "mlp-s0"  # a user's folder where a run would go
+    (notes / "tb").mkdir(parents=True)
+    (notes / "notes.txt").write_text("my notes")
+    (notes / "tb" / "events.out.tfevents.1.old").write_text("older logs")
+    for name, file, text in (
+        ("out-bad-config", "config.json", "{garbage"),
+        ("out-bad-summary", "summary.json", "{garbage"),
+    ):
+        folder = tmp / name / "runs" / "mlp-s0"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(spec.config.to_json())
+        (folder / file).write_text(text)
+    return run, read_only
+
+
+def snapshot(root: Path) -> dict[Path, tuple[int, int]]:
+    """Every file and folder under ``root``: size and modification time."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory, forked):
+    tmp = tmp_path_factory.mktemp("bad-input")
+    run, read_only = make_files(tmp)
     work = tmp / "cwd"  # commands run here, so default output paths land inside tmp too
     work.mkdir()
-    before = files_under(tmp)
-
-    def invoke(case) -> subprocess.CompletedProcess:
-        command, args, _ = case
-        args = [a.format(run=run, tmp=tmp) for a in args]
-        return subprocess.run(
-            [sys.executable, *command, *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=work,
-        )
-
-    with cf.ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(invoke, CASES))
-    return results, files_under(tmp) - before
+    cases = [
+        {
+            "entry": entry,
+            "args": [a.format(run=run, tmp=tmp, shared=tmp / "shared") for a in args],
+            "cwd": str(work),
+            "env": {"SDL_VIDEODRIVER": "dummy", **(env[0] if env else {})},
+            "path": [str(HOSTILE), str(tmp / "shared")],  # so that an import would work
+        }
+        for entry, args, _, *env in CASES
+    ]
+    try:
+        with RunLock(tmp / "locked"):  # a live writer: this process
+            before = snapshot(tmp)
+            report = forked(cases)
+            after = snapshot(tmp)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(tmp / "read-only")], capture_output=True)
+    return report["results"], before, after, report["runner_maxrss_kb"], tmp, read_only
 
 
 def test_the_sweep_is_wide():
-    assert len(CASES) >= 25
-    assert {c[0] for c in CASES} == {(TRAIN,), (EVALUATE,), RLRNN}
+    assert len(CASES) >= 80
+    assert {c[0] for c in CASES} == {"train", "evaluate", "rlrnn"}
 
 
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[" ".join(c[1]) for c in CASES])
 def test_bad_invocation_is_one_clear_line_and_exit_2(outcomes, index):
-    result = outcomes[0][index]
-    fragment = CASES[index][2]
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1, result.stderr
-    assert "error:" in lines[0] and fragment in lines[0]
-    assert "Traceback" not in result.stderr
+    result, tmp, read_only = outcomes[0][index], outcomes[4], outcomes[5]
+    if "{tmp}/read-only" in CASES[index][1] and not read_only:
+        pytest.skip("no read-only folder on this machine (root without mounts)")
+    fragment = CASES[index][2].format(tmp=tmp)
+    lines = result["stderr"].strip().splitlines()
+    assert result["returncode"] == 2, result["stderr"]
+    assert len(lines) == 1, result["stderr"]
+    assert "error:" in lines[0] and fragment in lines[0], lines[0]
+    assert "Traceback" not in result["stderr"]
 
 
-def test_no_file_is_left_behind(outcomes):
-    assert outcomes[1] == set()
+def test_no_file_is_left_behind_lost_or_changed(outcomes):
+    _, before, after, *_ = outcomes
+    assert set(after) - set(before) == set()  # nothing new (no TB file, no empty runs/ ...)
+    assert set(before) - set(after) == set()  # nothing deleted
+    assert {p for p in before if before[p] != after[p] and p.is_file()} == set()  # nor changed
+
+
+def test_no_module_a_file_names_is_ever_imported(outcomes):
+    results, _, _, _, tmp, _ = outcomes
+    assert not (tmp / "shared" / "IMPORTED").exists()  # evilenv.py never ran
+    assert not any("Beautiful is better than ugly" in r["stdout"] for r in results)  # nor `this`
+
+
+def test_no_command_allocates_much_beyond_its_imports(outcomes):
+    results, _, _, runner_kb, *_ = outcomes
+    grew = {CASES[k][1][0]: r["maxrss_kb"] - runner_kb for k, r in enumerate(results)}
+    assert max(grew.values()) < 1_000_000, grew  # < 1 GB: no size allocated before its check

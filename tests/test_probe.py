@@ -107,7 +107,7 @@ def test_probe_command_writes_figure_and_json(lstm_run, capsys):
         for value in [*p["r2"].values(), *p["r2_previous_step"].values()]:
             assert value is None or -10 < value <= 1
         assert p["train_episodes"] + p["test_episodes"] == 6
-    assert not [p for p in lstm_run.iterdir() if p.name.startswith(".")]  # no temporary files
+    assert not list(lstm_run.glob(".*.tmp*"))  # no temporary files
 
 
 def test_probe_command_text_output(lstm_run, tmp_path, capsys):

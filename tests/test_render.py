@@ -9,6 +9,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
+from rlrnn import rendering
 from rlrnn.checkpoint import load_checkpoint
 from rlrnn.cli import main
 from rlrnn.config import PPOConfig
@@ -72,8 +73,11 @@ def test_mp4_reopens_with_every_frame(runs, tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_window_plays_headless(runs):
+def test_window_plays_headless(runs, monkeypatch):
     agent, config = agent_of(runs["lstm"])
+    with pytest.raises(UsageError, match=r"no display to show a window on .*'dummy'"):
+        play(agent, config.env_id, ["human"], max_steps=5, fps=1000)  # it would show nothing
+    monkeypatch.setattr(rendering, "NO_WINDOW_DRIVERS", ())  # the window code, shown nowhere
     result = play(agent, config.env_id, ["human"], max_steps=5, fps=1000)
     assert result.frames == result.lengths[0] <= 5 and not result.stopped
 
@@ -123,8 +127,18 @@ def test_output_path_checks(tmp_path, make, suffixes, fragment):
         check_output_path(make(tmp_path), suffixes)
 
 
-def test_render_request_is_checked_before_any_work(tmp_path):
+def test_render_request_is_checked_before_any_work(tmp_path, monkeypatch):
     assert RenderRequest.create() is None
+    with pytest.raises(UsageError, match="no display"):
+        RenderRequest.create(True)
+    for fps in (float("nan"), float("inf"), 0.0):
+        with pytest.raises(UsageError, match="--fps must be a number > 0"):
+            RenderRequest.create(gif=tmp_path / "x.gif", fps=fps)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg"))
+    with pytest.raises(UsageError, match="writing MP4 needs ffmpeg"):
+        RenderRequest.create(video=tmp_path / "x.mp4")
+    monkeypatch.undo()
+    monkeypatch.setattr(rendering, "NO_WINDOW_DRIVERS", ())
     with pytest.raises(UsageError, match=r"unknown file type '\.gif'"):
         RenderRequest.create(video=tmp_path / "x.gif")
     with pytest.raises(UsageError, match="render-episodes"):

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -242,3 +243,232 @@ def test_resume_refuses_a_changed_run(tmp_path, capsys):
     config = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
     assert config == SMALL
     assert AgentConfig() == config.agent
+
+
+# ---------------------------------------------------------------- issue 9: signals, disks, envs
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def gone(pids: list[int], timeout: float = 20) -> list[int]:
+    """The processes of ``pids`` still alive after ``timeout`` seconds (zombies count as gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                alive.append(pid)
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def start_compare(out: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rlrnn.cli", "compare", "--out", str(out), "--quiet", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,  # its own process group, as a shell job is
+    )
+
+
+def test_ctrl_c_while_compare_workers_start_is_one_line_and_leaves_no_process(tmp_path):
+    compare = start_compare(tmp_path / "report", "--agents", "mlp", "lstm", "--workers", "2")
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while len(workers) < 2:  # the workers exist and are still importing torch
+        assert compare.poll() is None and time.monotonic() < deadline, compare.communicate()
+        workers = children_of(compare.pid)
+        time.sleep(0.01)
+    os.killpg(compare.pid, signal.SIGINT)  # what a Ctrl-C in the terminal does
+    _, err = compare.communicate(timeout=180)
+    assert compare.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith("rlrnn compare: stopped by SIGINT: 0 of 6 runs finished")
+    assert "no report written. Resume: rlrnn compare --out" in lines[0]
+    assert gone(workers) == []
+
+
+def test_sigterm_to_compare_stops_its_training_workers_cleanly(tmp_path):
+    from rlrnn.compare import next_step, plan_runs
+
+    out = tmp_path / "report"
+    args = ["--agents", "lstm", "--seeds", "2", "--workers", "2", "--total-timesteps", "400000"]
+    compare = start_compare(out, *args)
+    deadline = time.monotonic() + 180
+    while not list(out.glob("runs/*/last.pt")):  # a worker is training
+        assert compare.poll() is None and time.monotonic() < deadline, compare.communicate()
+        time.sleep(0.05)
+    workers = children_of(compare.pid)
+    compare.send_signal(signal.SIGTERM)  # to the parent alone, as `kill` or `timeout` send it
+    _, err = compare.communicate(timeout=180)
+    assert compare.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith("rlrnn compare: stopped by SIGTERM: 0 of 2 runs finished (none)")
+    assert "lstm s0" in lines[0] and "(rlrnn's runs keep their last.pt)" in lines[0]
+    assert f"Resume: rlrnn compare --out {out} --quiet {' '.join(args)}" in lines[0]
+    assert gone(workers) == []
+    assert not (out / "results.csv").exists()
+    overrides = {"device": "cpu", "ppo.total_timesteps": 400000}
+    for spec in plan_runs(["lstm"], [0, 1], "PositionOnlyCartPole-v1", out, overrides):
+        if (spec.run_dir / "last.pt").exists():  # stopped cleanly: the same command resumes it
+            summary = json.loads((spec.run_dir / "summary.json").read_text())
+            assert summary["status"] == "interrupted", summary["status"]
+            assert next_step(spec) == "resume"
+            assert not (spec.run_dir / ".rlrnn-lock").exists()
+
+
+def test_sigterm_stops_a_recording_at_once_and_keeps_the_existing_files(tmp_path, tiny_run):
+    gif, mp4 = tmp_path / "old.gif", tmp_path / "old.mp4"
+    gif.write_bytes(b"an older GIF")
+    mp4.write_bytes(b"an older MP4")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "evaluate.py"), str(tiny_run("mlp")), "--episodes", "1",
+         "--gif", str(gif), "--video", str(mp4), "--render-episodes", "60",
+         "--render-max-steps", "100"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".old.mp4.*.tmp.mp4")):  # both recordings are under way
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    helpers = children_of(process.pid)  # ffmpeg
+    process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 15  # not the minute or so 60 episodes take
+    assert process.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "stopped by SIGTERM while rendering" in lines[0] and "not written" in lines[0]
+    assert gif.read_bytes() == b"an older GIF" and mp4.read_bytes() == b"an older MP4"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.gif", "old.mp4"]
+    assert gone(helpers) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """``(folder, mounted, fill)``: a folder on a 320 KB tmpfs where this machine lets us mount
+    one; elsewhere a folder where, after three files, every file rlrnn writes there fails with
+    ENOSPC (in this process). ``fill()`` leaves it (almost) no room at once."""
+    import errno
+    import shutil
+
+    from rlrnn import files
+
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(folder)], capture_output=True
+        ).returncode
+        == 0
+    )
+    calls = {"n": 0}
+    if not mounted:
+        replace = files.os.replace
+
+        def full(source: str, target: str) -> None:  # the last step of every atomic write
+            if Path(target).is_relative_to(folder):
+                calls["n"] += 1
+                if calls["n"] > 3:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            replace(source, target)
+
+        monkeypatch.setattr(files.os, "replace", full)
+
+    def fill() -> None:
+        if mounted:
+            (folder / ".filler").write_bytes(bytes(shutil.disk_usage(folder).free - 20_000))
+        calls["n"] = 3
+
+    yield folder, mounted, fill
+    if mounted:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_during_training_is_one_line_and_keeps_what_was_written(small_disk, capsys):
+    disk, mounted, _ = small_disk
+    run_dir = disk / "run"
+    args = [*SMALL_ARGS, "--total-timesteps", "200000", "--run-dir", str(run_dir), "--quiet"]
+    if mounted:  # a real process on a real full disk
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), *args],
+            capture_output=True, text=True, cwd=ROOT, timeout=300,
+        )  # fmt: skip
+        code, err = result.returncode, result.stderr
+    else:
+        code, err = main(["train", *args]), capsys.readouterr().err
+    assert code == 74, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "No space left on device" in lines[0] and f"{run_dir} keeps the files" in lines[0]
+    assert not list(run_dir.glob(".*.tmp*"))  # no half-written file
+    for checkpoint in run_dir.glob("*.pt"):  # and every file left loads
+        load_checkpoint(checkpoint)
+    if (run_dir / "last.pt").exists():
+        assert f"then resume: python train.py --resume {run_dir}" in lines[0]
+
+
+def test_a_full_disk_during_a_gif_keeps_the_old_file(small_disk, tiny_run, capsys):
+    disk, _, fill = small_disk
+    gif = disk / "balance.gif"
+    gif.write_bytes(b"the old GIF")
+    run = tiny_run("mlp")
+    fill()
+    args = ["evaluate", str(run), "--episodes", "1", "--gif", str(gif)]
+    assert main([*args, "--render-max-steps", "60"]) == 74
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot write {gif}: No space left on device" in err[0]
+    assert gif.read_bytes() == b"the old GIF"
+    assert sorted(p.name for p in disk.iterdir()) in (["balance.gif"], [".filler", "balance.gif"])
+
+
+@pytest.mark.parametrize(
+    ("env_id", "what"), [("NanObs-v0", "observations"), ("InfReward-v0", "rewards")]
+)
+@pytest.mark.filterwarnings("ignore:.*(inf|NaN) value")  # gymnasium's env checker notices too
+def test_divergence_caused_by_the_env_blames_the_env(tmp_path, env_id, what):
+    sys.path.insert(0, str(Path(__file__).with_name("hostile")))
+    try:
+        import hostile_envs  # noqa: F401  (registers the misbehaving envs)
+    finally:
+        sys.path.pop(0)
+    config = RunConfig(
+        env_id=env_id,
+        ppo=PPOConfig(total_timesteps=4096, num_envs=4, num_steps=16),
+        eval_interval=0,
+    )
+    with pytest.raises(TrainingDiverged) as diverged:
+        train(config, tmp_path / "run", show_progress=False)
+    message = str(diverged.value)
+    assert f"after the env produced non-finite {what} (NaN or inf)" in message
+    assert "learning rate" not in message
+
+
+def test_printed_commands_quote_paths_with_spaces(tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "my runs" / "run 1"
+    args = ["train", "--run-dir", str(run_dir), "--total-timesteps", "512", "--eval-interval", "0"]
+    assert main([*args, "--num-envs", "16"]) == 0
+    quoted = shlex.quote(str(run_dir))
+    assert f"Evaluate it: python evaluate.py {quoted} --episodes 100" in capsys.readouterr().out
+    stop_at(monkeypatch, 512)
+    again = tmp_path / "my runs" / "run 2"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(SMALL, again, show_progress=False)
+    assert f"Resume: python train.py --resume {shlex.quote(str(again))}" in str(stopped.value)
