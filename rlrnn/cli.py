@@ -12,6 +12,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from envs.batched import EnvError
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
@@ -136,8 +137,34 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-interval", type=int, help="env steps between periodic evaluations")
     p.add_argument("--frame-stack", type=int, help="k of the framestack agent (default: 4)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="device")
+    p.add_argument(
+        "--storage", metavar="URL",
+        help="split the comparison between machines that share --out: each claims agent x seed"
+        " cells from this study storage (postgresql://user@host/db, sqlite:///file.db,"
+        " journal:PATH), runs each once, and all write the report once every cell is done",
+    )  # fmt: skip
+    p.add_argument("--study", help="study name in --storage (default: one per comparison)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(handler=_compare)
+
+
+def _claims(args: argparse.Namespace, specs: list) -> Any:
+    """The shared queue of ``specs`` in ``--storage`` (None without it)."""
+    from rlrnn.claims import Claims
+
+    if args.storage is None:
+        if args.study is not None:
+            raise UsageError("--study names a study in --storage; give --storage too")
+        return None
+    if not specs:
+        raise UsageError("--storage splits the runs of --agents; there are none to run")
+    cells = {}
+    for spec in specs:
+        config = spec.config.to_dict()
+        del config["device"], config["torch_threads"]  # may differ between machines
+        cells[spec.label] = config
+    attrs = {"command": "compare", "env_id": args.env_id, "episodes": args.episodes}
+    return Claims(args.storage, args.study, attrs | {"cells": cells}, list(cells))
 
 
 def _add_tune(sub: argparse._SubParsersAction) -> None:
@@ -450,6 +477,7 @@ def _evaluation_table(r: dict) -> str:
 def _compare(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
     from rlrnn import compare
+    from rlrnn.claims import run_claimed
     from rlrnn.training import resolve_device
 
     check_env_id(args.env_id)
@@ -489,9 +517,13 @@ def _compare(args: argparse.Namespace) -> int:
         raise UsageError("two runs of the same agent and seed; drop one of them")
     for spec in specs:
         compare.check_reusable(spec)
+    claims = _claims(args, specs)
     out_dir = compare.prepare_out_dir(args.out)
     workers = args.workers or compare.default_workers(len(specs))
-    records = compare.run_all(specs, args.episodes, workers, show_progress=not args.quiet)
+    if claims is None:
+        records = compare.run_all(specs, args.episodes, workers, show_progress=not args.quiet)
+    else:
+        records = run_claimed(specs, args.episodes, workers, claims, not args.quiet)
     records += [compare.run_one(s, args.episodes, train_if_needed=False) for s in existing]
     command = shlex.join(["rlrnn", *args.argv])
     rows = compare.write_report(out_dir, records, args.env_id, args.episodes, command)
