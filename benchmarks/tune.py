@@ -63,24 +63,29 @@ def median_or_none(values: list) -> float | None:
 
 
 def table(study: Any, names: list[str]) -> str:
+    """Per variant: seeds solved, medians over the solved seeds, the mean final evaluation and
+    the mean stays-solved fraction of the solved seeds (rlrnn.stability)."""
     lines = [
-        "| variant | solved | median steps | median seconds | steps/s | final eval |",
-        "|---|---|---|---|---|---|",
+        "| variant | solved | median steps | median seconds | steps/s | final eval"
+        " | stays solved |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in names:
         runs = [t.user_attrs for t in study.get_trials() if t.params.get("variant") == name]
         runs = [r for r in runs if r.get("status") in ("finished", "diverged")]
         if not runs:
-            lines.append(f"| {name} | no runs finished |  |  |  |  |")
+            lines.append(f"| {name} | no runs finished |  |  |  |  |  |")
             continue
         steps = median_or_none([r["solved_at_steps"] for r in runs])
         secs = median_or_none([r["solved_at_seconds"] for r in runs])
         solved = sum(r["solved_at_steps"] is not None for r in runs)
         sps = statistics.median(r["env_steps"] / r["train_seconds"] for r in runs)
         final = statistics.mean(r["final_eval_mean"] for r in runs)
+        stays = [r["stays_solved"] for r in runs if r["stays_solved"] is not None]
+        held = f"{statistics.mean(stays):.2f}" if stays else "-"
         lines.append(
             f"| {name} | {solved}/{len(runs)} | {steps} | "
-            f"{'-' if secs is None else f'{secs:.2f}'} | {sps:,.0f} | {final:.0f} |"
+            f"{'-' if secs is None else f'{secs:.2f}'} | {sps:,.0f} | {final:.0f} | {held} |"
         )
     return "\n".join(lines)
 

@@ -290,6 +290,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         if self.stop.requested is not None:  # the signal came between two trials
+            trial.set_user_attr("status", "interrupted")
             raise TrainingInterrupted("stopped", self.stop.requested.value)
         if self.job.sampler == "grid":
             over = not trial.user_attrs.get("queued")

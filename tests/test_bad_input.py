@@ -2,6 +2,7 @@
 stderr, no traceback, and no file left behind."""
 
 import concurrent.futures as cf
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,17 @@ import pytest
 import torch
 
 from rlrnn.config import PPOConfig, RunConfig
+from rlrnn.hyperparams import LogRange, default_config, search_space, with_values
+from rlrnn.storage import create_study, open_storage
 from rlrnn.training import train
+from rlrnn.tune import Setup
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN, EVALUATE = str(ROOT / "train.py"), str(ROOT / "evaluate.py")
 RLRNN = "-m", "rlrnn.cli"
 
+# A study in a journal file, made for the lstm's defaults (see ``outcomes``).
+SHARED = ["tune", "--storage", "journal:{tmp}/study.log", "--study", "shared"]
 # (command, arguments, a fragment of the one-line message); {run}, {tmp} are filled in.
 CASES = [
     ((TRAIN,), ["--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
@@ -56,7 +62,36 @@ CASES = [
     (RLRNN, ["gradflow", "--steps", "0"], "steps must be >= 1, got 0"),
     (RLRNN, ["gradflow", "--cores", "transformer"], "transformer"),
     (RLRNN, ["nonsense"], "invalid choice: 'nonsense'"),
+    ((TRAIN,), ["--config", "{tmp}/no-such.json"], "no such file"),
+    ((TRAIN,), ["--config", "{tmp}/notes.txt"], "not a JSON file"),
+    ((TRAIN,), ["--config", "{tmp}/wrong.json"], "does not match this version of rlrnn"),
+    ((TRAIN,), ["--resume", "{run}", "--config", "{tmp}/wrong.json"], "leave out --config"),
+    (RLRNN, ["tune", "--trials", "0"], "--trials must be >= 1, got 0"),
+    (RLRNN, ["tune", "--workers", "0"], "--workers must be >= 1, got 0"),
+    (RLRNN, ["tune", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open storage"),
+    (RLRNN, ["tune", "--storage", "::nonsense"], "is not a storage URL"),
+    (RLRNN, ["tune", "--storage", "journal:{tmp}/nowhere/study.log"], "does not exist"),
+    (RLRNN, ["tune", "--storage", "journal:{tmp}/empty"], "is a folder, not a journal"),
+    (RLRNN, [*SHARED, "--agent", "gru"], "base.agent.agent (lstm -> gru)"),
+    (RLRNN, [*SHARED, "--env", "CartPole-v1"], "base.env_id (PositionOnlyCartPole-v1 -> CartPole"),
+    (RLRNN, [*SHARED, "--objective", "final"], "objective (seconds -> final)"),
+    (RLRNN, [*SHARED[:-1], "oldspace"], "space.ppo.learning_rate"),
+    (RLRNN, ["compare", "--storage", "::nonsense"], "is not a storage URL"),
+    (RLRNN, ["compare", "--study", "x"], "give --storage too"),
 ]
+
+
+def make_studies(journal: Path) -> None:
+    """``shared``: the study ``rlrnn tune`` makes for the lstm's defaults; ``oldspace``: the
+    same with another learning-rate range, as an older rlrnn would have made it."""
+    base = with_values(default_config("lstm"), {"eval_interval": 2048})
+    space = search_space("lstm")
+    storage = open_storage(f"journal:{journal}", journal)
+    for name, setup in (
+        ("shared", Setup(base, space, threshold=475.0)),
+        ("oldspace", Setup(base, space | {"ppo.learning_rate": LogRange(1e-5, 1e-3)})),
+    ):
+        create_study(storage, name, setup.direction, setup.attrs(), str(journal))
 
 
 def files_under(root: Path) -> set[Path]:
@@ -72,6 +107,8 @@ def outcomes(tmp_path_factory):
     (tmp / "empty").mkdir()
     (tmp / "folder.pt").mkdir()
     (tmp / "notes.txt").write_text("not a checkpoint")
+    (tmp / "wrong.json").write_text(json.dumps({"agent": {"colour": "blue"}}))
+    make_studies(tmp / "study.log")
     (tmp / "truncated.pt").write_bytes((run / "final.pt").read_bytes()[:300])
     payload = torch.load(run / "final.pt", weights_only=True)
     torch.save({**payload, "version": payload["version"] + 1}, tmp / "newer.pt")
