@@ -30,7 +30,8 @@ from rlrnn.errors import UsageError
 from rlrnn.files import make_writable_dir
 from rlrnn.hyperparams import Choice, Variants, default_config, with_values
 from rlrnn.storage import check_study, create_study, describe, open_storage
-from rlrnn.tune import Job, Setup, check_space, fill, load
+from rlrnn.tune import Job, fill, load
+from rlrnn.tune_setup import Setup, check_space
 from rlrnn.workers import run_local
 
 

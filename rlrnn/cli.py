@@ -148,28 +148,9 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_compare)
 
 
-def _claims(args: argparse.Namespace, specs: list) -> Any:
-    """The shared queue of ``specs`` in ``--storage`` (None without it)."""
-    from rlrnn.claims import Claims
-
-    if args.storage is None:
-        if args.study is not None:
-            raise UsageError("--study names a study in --storage; give --storage too")
-        return None
-    if not specs:
-        raise UsageError("--storage splits the runs of --agents; there are none to run")
-    cells = {}
-    for spec in specs:
-        config = spec.config.to_dict()
-        del config["device"], config["torch_threads"]  # may differ between machines
-        cells[spec.label] = config
-    attrs = {"command": "compare", "env_id": args.env_id, "episodes": args.episodes}
-    return Claims(args.storage, args.study, attrs | {"cells": cells}, list(cells))
-
-
 def _add_tune(sub: argparse._SubParsersAction) -> None:
     from rlrnn.config import AGENT_NAMES
-    from rlrnn.tune import OBJECTIVES
+    from rlrnn.tune_setup import OBJECTIVES
 
     p = sub.add_parser(
         "tune",
@@ -534,6 +515,25 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claims(args: argparse.Namespace, specs: list) -> Any:
+    """The shared queue of ``specs`` in ``--storage`` (None without it)."""
+    from rlrnn.claims import Claims
+
+    if args.storage is None:
+        if args.study is not None:
+            raise UsageError("--study names a study in --storage; give --storage too")
+        return None
+    if not specs:
+        raise UsageError("--storage splits the runs of --agents; there are none to run")
+    cells = {}
+    for spec in specs:
+        config = spec.config.to_dict()
+        del config["device"], config["torch_threads"]  # may differ between machines
+        cells[spec.label] = config
+    attrs = {"command": "compare", "env_id": args.env_id, "episodes": args.episodes}
+    return Claims(args.storage, args.study, attrs | {"cells": cells}, list(cells))
+
+
 def _tune(args: argparse.Namespace) -> int:
     from envs import make_batched_env
     from envs.batched import check_env_id
@@ -543,6 +543,7 @@ def _tune(args: argparse.Namespace) -> int:
     from rlrnn.hyperparams import default_config, search_space, with_values
     from rlrnn.training import resolve_device
     from rlrnn.tune_report import describe, write_report
+    from rlrnn.tune_setup import Setup, check_space
     from rlrnn.workers import run_local
 
     for name in ("trials", "workers", "max_trials", "total_timesteps", "eval_interval"):
@@ -568,7 +569,7 @@ def _tune(args: argparse.Namespace) -> int:
     values |= {"eval_interval": args.eval_interval, "eval_episodes": args.eval_episodes}
     if args.total_timesteps is not None:
         values["ppo.total_timesteps"] = args.total_timesteps
-    setup = tune.Setup(
+    setup = Setup(
         base=with_values(default_config(args.agent), values),
         space=search_space(args.agent),
         objective=args.objective,
@@ -577,7 +578,7 @@ def _tune(args: argparse.Namespace) -> int:
         stays_solved_weight=args.stays_solved_weight,
         min_stays_solved=args.min_stays_solved,
     )
-    tune.check_space(setup)
+    check_space(setup)
     name = args.study or f"{args.agent}-{args.env_id.replace('/', '_').replace(':', '_')}"
     out = args.out or Path("reports/tune") / name
     if out.exists() and not out.is_dir():

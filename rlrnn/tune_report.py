@@ -18,7 +18,8 @@ from optuna.visualization.matplotlib import plot_optimization_history, plot_para
 
 from rlrnn.files import atomic_write_text, save_figure
 from rlrnn.plots import plt
-from rlrnn.tune import OBJECTIVES, Setup, best_trial
+from rlrnn.tune import best_trial
+from rlrnn.tune_setup import OBJECTIVES, Setup
 
 FILES = ("trials.md", "trials.csv", "history.png", "importance.png", "best.json")
 RESULTS = (

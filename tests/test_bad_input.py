@@ -14,7 +14,7 @@ from rlrnn.config import PPOConfig, RunConfig
 from rlrnn.hyperparams import LogRange, default_config, search_space, with_values
 from rlrnn.storage import create_study, open_storage
 from rlrnn.training import train
-from rlrnn.tune import Setup
+from rlrnn.tune_setup import Setup
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN, EVALUATE = str(ROOT / "train.py"), str(ROOT / "evaluate.py")

@@ -23,7 +23,8 @@ from rlrnn.hyperparams import (
 )
 from rlrnn.safety import StopSignals
 from rlrnn.storage import open_storage
-from rlrnn.tune import Job, Objective, Setup, check_space, running_value, score
+from rlrnn.tune import Job, Objective
+from rlrnn.tune_setup import Setup, check_space, running_value, score
 
 ROOT = Path(__file__).resolve().parents[1]
 # Trials of 4,096 env steps (the largest rollout in the lstm's space), evaluated every 2,048.
@@ -211,7 +212,7 @@ def test_two_processes_split_one_comparison_and_run_each_cell_once(tmp_path, kin
     else:
         storage = request.getfixturevalue("postgres_url")
     out = tmp_path / "report"
-    args = ["compare", "--agents", "mlp", "lstm", "--seeds", "2", "--total-timesteps", "1024"]
+    args = ["compare", "--agents", "mlp", "lstm", "--seeds", "3", "--total-timesteps", "1024"]
     args += ["--eval-interval", "512", "--episodes", "3", "--workers", "1", "--out", str(out)]
     args += ["--storage", storage, "--study", f"cmp-{uuid.uuid4().hex[:8]}", "--quiet"]
     processes = [
@@ -221,13 +222,13 @@ def test_two_processes_split_one_comparison_and_run_each_cell_once(tmp_path, kin
     assert [p.wait(timeout=600) for p in processes] == [0, 0]
     study = load_study(storage, args[-2])
     cells = [t.user_attrs["cell"] for t in study.get_trials(states=(TrialState.COMPLETE,))]
-    assert sorted(cells) == ["lstm s0", "lstm s1", "mlp s0", "mlp s1"]  # each once
+    assert sorted(cells) == [f"{a} s{s}" for a in ("lstm", "mlp") for s in range(3)]  # once each
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # split between both
     for run_dir in (out / "runs").iterdir():
         assert len(list((run_dir / "tb").glob("events.*"))) == 1, run_dir  # trained once
     report = json.loads((out / "report.json").read_text())
     assert {(r["agent"], r["seed"]) for r in report["runs"]} == {
-        (a, s) for a in ("mlp", "lstm") for s in (0, 1)
+        (a, s) for a in ("mlp", "lstm") for s in range(3)
     }
 
 
