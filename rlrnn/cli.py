@@ -174,7 +174,8 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     )
     score.add_argument(
         "--unsolved-penalty", type=float, default=2.0, metavar="X",
-        help="seconds/steps: a run that never solves scores X times its whole run",
+        help="seconds/steps: a run that never solves scores X times its whole run (seconds: X"
+        " times the longest run of the study so far)",
     )  # fmt: skip
     score.add_argument(
         "--stays-solved-weight", type=float, default=0.0, metavar="W",

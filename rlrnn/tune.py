@@ -188,7 +188,9 @@ class Objective:
             if not summary["evaluations"]:
                 trial.set_user_attr("status", "diverged")
                 raise _NoResult from None
-        value, attrs = score(self.setup, summary)
+        done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        longest = max((t.user_attrs.get("train_seconds", 0.0) for t in done), default=0.0)
+        value, attrs = score(self.setup, summary, longest)
         for key, item in attrs.items():
             trial.set_user_attr(key, item)
         if summary["status"] == "stopped":

@@ -91,7 +91,8 @@ def heading(study: optuna.Study, setup: Setup, best: FrozenTrial | None) -> list
         f" {setup.base.ppo.total_timesteps:,} env steps per trial, seed {setup.base.seed}.",
     ]
     if setup.objective in ("seconds", "steps"):
-        lines.append(f"An unsolved run scores {setup.unsolved_penalty:g} x its whole run.")
+        whole = "the longest run so far" if setup.objective == "seconds" else "its whole run"
+        lines.append(f"An unsolved run scores {setup.unsolved_penalty:g} x {whole}.")
     if setup.stays_solved_weight:
         lines.append(
             f"Stays-solved weight {setup.stays_solved_weight:g}: the score is worsened by"

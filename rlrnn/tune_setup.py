@@ -1,7 +1,7 @@
 """What a tuning study is for, and how a trial's run is scored.
 
 Objectives (:func:`score`): ``seconds`` or ``steps`` to solve (minimised; a run that never solves
-scores ``unsolved_penalty`` times its whole run, at its own speed), the ``final`` evaluation
+scores ``unsolved_penalty`` times a whole run, see :func:`score`), the ``final`` evaluation
 return or the ``auc``, the area under the evaluation curve divided by its span (the mean return
 over the run; both maximised). The "stays solved" fraction (:mod:`rlrnn.stability`) enters the
 score with a weight ``w`` (the score is worsened by ``w * (1 - stays_solved)`` of itself) or as a
@@ -92,8 +92,15 @@ class Setup:
         return with_values(self.base, values)
 
 
-def score(setup: Setup, summary: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    """The score of a finished run and what it was made from (trial attributes)."""
+def score(
+    setup: Setup, summary: dict[str, Any], longest: float = 0.0
+) -> tuple[float, dict[str, Any]]:
+    """The score of a finished run and what it was made from (trial attributes).
+
+    ``longest``: the longest whole run (training seconds) of the study so far. An unsolved run
+    scores the penalty times its whole run in env steps, or times the longest run in seconds (at
+    least its own): a fast run that never solves must not beat a slower one that does.
+    """
     records = summary["evaluations"]
     st = stability(records, setup.threshold)
     solved = summary["solved_at_steps"] is not None
@@ -101,7 +108,10 @@ def score(setup: Setup, summary: dict[str, Any]) -> tuple[float, dict[str, Any]]
     stays = (st.stays_solved if st.stays_solved is not None else 0.0) if solved else None
     if setup.objective in ("seconds", "steps"):
         key = "solved_at_seconds" if setup.objective == "seconds" else "solved_at_steps"
-        whole = summary["train_seconds"] if setup.objective == "seconds" else summary["env_steps"]
+        if setup.objective == "seconds":
+            whole = max(summary["train_seconds"], longest)
+        else:
+            whole = summary["env_steps"]
         value = summary[key] if solved else setup.unsolved_penalty * whole
     elif setup.objective == "final":
         value = summary["final_eval_mean"]

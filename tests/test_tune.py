@@ -87,7 +87,8 @@ def test_scores_of_each_objective_with_penalty_weight_and_constraint():
 
     assert score(setup("steps"), dips)[0] == 4096
     assert score(setup("steps"), never)[0] == 2 * 8192  # the penalty: twice the whole run
-    assert score(setup("seconds", unsolved_penalty=3), never)[0] == 3 * 2.0
+    assert score(setup("seconds", unsolved_penalty=3), never)[0] == 3 * 2.0  # its own run
+    assert score(setup("seconds"), never, longest=5.0)[0] == 2 * 5.0  # the longest so far
     assert score(setup("seconds"), dips)[0] == 1.0
     assert score(setup("final"), dips)[0] == 500
     # Trapezoids over 2048..8192 steps, divided by the span: (290 + 390 + 400) / 3.
