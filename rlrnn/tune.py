@@ -2,8 +2,8 @@
 
 Each trial trains one run (``<out>/trials/trial-NNNN/``) with values drawn from the agent's search
 space (:data:`rlrnn.hyperparams.SEARCH_SPACES`); the study's first trial is the agent's defaults.
-Every periodic evaluation is reported to Optuna as an intermediate value, so a pruner can stop a
-run that is behind the others at the same env step.
+Every periodic evaluation's return is reported to Optuna as an intermediate value, so a pruner can
+stop a run that is behind the others at the same env step.
 
 What a study is for and how a run is scored: :mod:`rlrnn.tune_setup`.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from rlrnn.hyperparams import Choice, LogRange, Variants
 from rlrnn.safety import StopSignals
 from rlrnn.storage import open_storage, owner, quiet_optuna, release_dead
 from rlrnn.training import train
-from rlrnn.tune_setup import Setup, running_value, score
+from rlrnn.tune_setup import Setup, intermediate_value, score
 
 ALIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -63,7 +64,7 @@ def suggest(trial: optuna.Trial, key: str, values: LogRange | Choice | Variants)
     return trial.suggest_categorical(key, options)
 
 
-def fill(job: Job) -> Any:
+def fill(job: Job) -> Callable[[optuna.Study], None]:
     """What the creator of a study enqueues: the defaults first, or (grid) every point. A queued
     trial is popped by exactly one worker, which is why a grid is enqueued rather than left to
     Optuna's GridSampler (whose parallel workers may draw the same point twice)."""
@@ -169,11 +170,9 @@ class Objective:
         trial.set_user_attr("config", config.to_dict())
         run_dir = self._run_dir(trial.number)
         trial.set_user_attr("run_dir", str(run_dir))
-        records: list[dict[str, Any]] = []
 
         def report(record: dict[str, float]) -> bool:
-            records.append(record)
-            trial.report(running_value(self.setup, records), int(record["env_steps"]))
+            trial.report(intermediate_value(self.setup, record), int(record["env_steps"]))
             if self.on_evaluation is not None:
                 self.on_evaluation(trial.number, record)
             return not trial.should_prune()

@@ -146,17 +146,15 @@ def area_under_curve(records: list[dict[str, Any]]) -> float:
     return float(y[0]) if span == 0 else float(area / span)
 
 
-def running_value(setup: Setup, records: list[dict[str, Any]]) -> float:
-    """The intermediate value after ``records``: for the time objectives the solve time once
-    solved, before that the time so far (a lower bound on the final score)."""
-    last = records[-1]
-    if setup.objective in ("seconds", "steps"):
-        key = "train_seconds" if setup.objective == "seconds" else "env_steps"
-        reached = [r for r in records if setup.threshold and r["mean_return"] >= setup.threshold]
-        return float((reached[0] if reached else last)[key])
-    if setup.objective == "final":
-        return float(last["mean_return"])
-    return area_under_curve(records)
+def intermediate_value(setup: Setup, record: dict[str, Any]) -> float:
+    """What a periodic evaluation reports to the pruner: its mean return, negated where the
+    objective is minimised so that better is better in the study's direction.
+
+    Not the time so far: Optuna's median pruner compares a trial's *best* value so far with the
+    others' at the same step, and a time that only grows is best at its first evaluation.
+    """
+    sign = -1.0 if setup.direction == "minimize" else 1.0
+    return sign * float(record["mean_return"])
 
 
 def check_space(setup: Setup) -> None:

@@ -24,7 +24,7 @@ from rlrnn.hyperparams import (
 from rlrnn.safety import StopSignals
 from rlrnn.storage import open_storage
 from rlrnn.tune import Job, Objective
-from rlrnn.tune_setup import Setup, check_space, running_value, score
+from rlrnn.tune_setup import Setup, check_space, intermediate_value, score
 
 ROOT = Path(__file__).resolve().parents[1]
 # Trials of 4,096 env steps (the largest rollout in the lstm's space), evaluated every 2,048.
@@ -98,15 +98,10 @@ def test_scores_of_each_objective_with_penalty_weight_and_constraint():
     assert score(setup("final", stays_solved_weight=1.0), dips)[0] == 500 * 0.5
     _, attrs = score(setup("steps", min_stays_solved=0.8), dips)
     assert attrs["constraint"] == pytest.approx(0.3)  # > 0: infeasible
-    # Intermediate values: the time so far (a lower bound) until solved, then the solve time.
-    records = dips["evaluations"]
-    assert [running_value(setup("steps"), records[: i + 1]) for i in range(4)] == [
-        2048,
-        4096,
-        4096,
-        4096,
-    ]
-    assert running_value(setup("final"), records[:3]) == 300
+    # Intermediate values: the evaluation's return, better in the study's direction.
+    record = dips["evaluations"][2]
+    assert intermediate_value(setup("final"), record) == 300
+    assert intermediate_value(setup("seconds"), record) == -300
 
 
 def test_a_pruned_trial_ends_at_the_evaluation_where_it_is_pruned(tmp_path):
