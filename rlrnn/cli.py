@@ -28,6 +28,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None (its help then says what happens)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from rlrnn.config import add_config_arguments
 
@@ -161,7 +168,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
         " and best.json (train it: python train.py --config best.json). The study lives in a"
         " storage: a journal file in --out by default, or --storage URL, which other processes"
         " and machines join by running the same command.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Defaults,
     )
     p.add_argument("--agent", default="lstm", choices=AGENT_NAMES, help="agent to tune")
     p.add_argument("--env", dest="env_id", default="PositionOnlyCartPole-v1", help="env id")

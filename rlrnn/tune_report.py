@@ -45,7 +45,9 @@ def rows(study: optuna.Study, setup: Setup) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         if "skipped" in t.user_attrs:
             continue
-        row: dict[str, Any] = {"trial": t.number, "state": state_of(t), "score": t.value}
+        # A pruned trial's value is its last intermediate one (a return), not a score.
+        value = t.value if t.state == TrialState.COMPLETE else None
+        row: dict[str, Any] = {"trial": t.number, "state": state_of(t), "score": value}
         row |= {key: t.user_attrs.get(key) for key in RESULTS}
         if setup.min_stays_solved:
             constraint = t.user_attrs.get("constraint")
