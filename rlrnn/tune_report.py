@@ -130,8 +130,13 @@ def best_config(study: optuna.Study, setup: Setup, best: FrozenTrial, storage: s
     return json.dumps(data, indent=2)
 
 
-def _figure(plot: Any, study: optuna.Study, path: Path, **kwargs: Any) -> None:
+def _figure(
+    plot: Any, study: optuna.Study, path: Path, title: str, log: bool = False, **kwargs: Any
+) -> None:
     ax = plot(study, **kwargs)
+    ax.set_title(title)
+    if log:  # unsolved runs' penalties would squash the solved ones at the bottom
+        ax.set_yscale("log")
     fig = ax.figure
     fig.set_size_inches(7, 4.2)
     fig.set_dpi(120)
@@ -150,12 +155,17 @@ def write_report(study: optuna.Study, setup: Setup, out_dir: Path, storage: str)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     target = OBJECTIVES[setup.objective][1]
     if complete:
-        _figure(plot_optimization_history, study, out_dir / "history.png", target_name=target)
+        log = setup.objective in ("seconds", "steps") and all(t.value > 0 for t in complete)
+        title = f"{study.study_name}: {setup.base.agent.agent} on {setup.base.env_id}"
+        path = out_dir / "history.png"
+        _figure(plot_optimization_history, study, path, title, log, target_name=target)
     varied = {k for k in setup.space if len({repr(t.params.get(k)) for t in complete}) > 1}
     if len(complete) >= 2 and varied:
         # PED-ANOVA (Optuna's default): which values the best 10% of trials share.
         evaluator = PedAnovaImportanceEvaluator()
-        _figure(plot_param_importances, study, out_dir / "importance.png", evaluator=evaluator)
+        title = f"{study.study_name}: parameter importance (PED-ANOVA)"
+        path = out_dir / "importance.png"
+        _figure(plot_param_importances, study, path, title, evaluator=evaluator)
     else:
         notes.append("importance.png needs 2 complete trials that differ")
     if best is not None:
