@@ -194,7 +194,7 @@ class _Schedule(BaseCallback):
         self.bar.update(self.config.ppo.batch_size)
 
     def _on_step(self) -> bool:
-        return not self.stopped  # False ends model.learn
+        return not self.stopped  # False ends model.learn (after one step of the envs)
 
 
 def train_sb3(

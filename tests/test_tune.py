@@ -23,6 +23,7 @@ from rlrnn.hyperparams import (
 )
 from rlrnn.safety import StopSignals
 from rlrnn.storage import open_storage
+from rlrnn.training import train
 from rlrnn.tune import Job, Objective
 from rlrnn.tune_setup import Setup, check_space, intermediate_value, score
 
@@ -246,3 +247,20 @@ def test_train_starts_from_a_run_config_or_a_tuned_file_and_options_override(tmp
         config = json.loads((run_dir / "config.json").read_text())
         assert (config["agent"]["agent"], config["agent"]["hidden_size"]) == ("gru", 8)
         assert config["seed"] == 5  # the command line wins
+
+
+@pytest.mark.parametrize("agent", ["lstm", "sb3-ppo"])
+def test_the_evaluation_hook_ends_a_run_where_it_says_so(tmp_path, agent):
+    base = with_values(default_config(agent), {"eval_interval": 1024, "eval_episodes": 2})
+    config = with_values(base, {"ppo.total_timesteps": 8192})
+    seen = []
+
+    def stop_here(record: dict) -> bool:
+        seen.append(record)
+        return False
+
+    summary = train(config, tmp_path / agent, False, on_evaluation=stop_here)
+    assert summary["status"] == "stopped"
+    assert len(seen) == 1  # SB3's learn loop ends one step of its envs after the evaluation
+    assert seen[0]["env_steps"] <= summary["env_steps"] <= seen[0]["env_steps"] + 8
+    assert json.loads((tmp_path / agent / "summary.json").read_text())["status"] == "stopped"
