@@ -12,10 +12,14 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from envs.batched import EnvError
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
+
+if TYPE_CHECKING:  # the commands import their modules when they run
+    from rlrnn.claims import Claims
+    from rlrnn.compare import RunSpec
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 1
@@ -523,7 +527,7 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _claims(args: argparse.Namespace, specs: list) -> Any:
+def _claims(args: argparse.Namespace, specs: list[RunSpec]) -> Claims | None:
     """The shared queue of ``specs`` in ``--storage`` (None without it)."""
     from rlrnn.claims import Claims
 
