@@ -15,8 +15,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rlrnn.errors import Interrupted, TrainingDiverged, UsageError, WriteFailed
+
+if TYPE_CHECKING:  # the commands import their modules when they run
+    from rlrnn.claims import Claims
+    from rlrnn.compare import RunSpec
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 1
@@ -30,6 +35,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None (its help then says what happens)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +61,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--runs-root", type=Path, default=Path("runs"), help="parent of run dirs (default: runs)"
     )
     out.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    out.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="start from this config (a run's config.json, or rlrnn tune's best.json) instead of"
+        " the agent's defaults; the options given here override it",
+    )
     out.add_argument(
         "--resume",
         type=Path,
@@ -143,8 +162,83 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-interval", type=int, help="env steps between periodic evaluations")
     p.add_argument("--frame-stack", type=int, help="k of the framestack agent (default: 4)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="device")
+    p.add_argument(
+        "--storage", metavar="URL",
+        help="split the comparison between machines that share --out: each claims agent x seed"
+        " cells from this study storage (postgresql://user@host/db, sqlite:///file.db,"
+        " journal:PATH), runs each once, and all write the report once every cell is done",
+    )  # fmt: skip
+    p.add_argument("--study", help="study name in --storage (default: one per comparison)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(handler=_compare)
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    from rlrnn.config import AGENT_NAMES
+    from rlrnn.tune_setup import OBJECTIVES
+
+    p = sub.add_parser(
+        "tune",
+        help="tune an agent's hyperparameters: an Optuna study, on one machine or many",
+        description="Run trials of an agent with hyperparameters drawn from its search space"
+        " (rlrnn/hyperparams.py), the first trial its defaults; prune runs that fall behind at"
+        " the periodic evaluations; write trials.csv, trials.md, history.png, importance.png"
+        " and best.json (train it: python train.py --config best.json). The study lives in a"
+        " storage: a journal file in --out by default, or --storage URL, which other processes"
+        " and machines join by running the same command.",
+        formatter_class=_Defaults,
+    )
+    p.add_argument("--agent", default="lstm", choices=AGENT_NAMES, help="agent to tune")
+    p.add_argument("--env", dest="env_id", default="PositionOnlyCartPole-v1", help="env id")
+    score = p.add_argument_group("score")
+    score.add_argument(
+        "--objective",
+        choices=tuple(OBJECTIVES),
+        default="seconds",
+        help="; ".join(f"{k}: {v[1]} ({v[0]})" for k, v in OBJECTIVES.items()),
+    )
+    score.add_argument(
+        "--unsolved-penalty", type=float, default=2.0, metavar="X",
+        help="seconds/steps: a run that never solves scores X times its whole run (seconds: X"
+        " times the longest run of the study so far)",
+    )  # fmt: skip
+    score.add_argument(
+        "--stays-solved-weight", type=float, default=0.0, metavar="W",
+        help="worsen the score by W x (1 - stays_solved) of itself (the fraction of evaluations"
+        " after the first solve that stay solved)",
+    )  # fmt: skip
+    score.add_argument(
+        "--min-stays-solved", type=float, default=0.0, metavar="F",
+        help="a constraint: runs whose stays_solved is below F are infeasible (0: none)",
+    )  # fmt: skip
+    runs = p.add_argument_group("each trial")
+    runs.add_argument("--total-timesteps", type=int, help="env steps (default: the agent's)")
+    runs.add_argument("--eval-interval", type=int, default=2048, help="env steps between evals")
+    runs.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation")
+    runs.add_argument("--seed", type=int, default=0, help="seed of every trial's run")
+    runs.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="device")
+    study = p.add_argument_group("study")
+    study.add_argument("--trials", type=int, default=20, help="trials each worker process runs")
+    study.add_argument(
+        "--max-trials", type=int, metavar="N",
+        help="stop once the study holds N trials, failed ones not counted, all processes and"
+        " machines together (default: --trials x --workers; the same command resumes to it)",
+    )  # fmt: skip
+    study.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    study.add_argument("--pruner", choices=("median", "none"), default="median", help="pruner")
+    study.add_argument("--sampler", choices=("tpe", "random"), default="tpe", help="sampler")
+    study.add_argument(
+        "--sampler-seed", type=int, help="seed of the sampler (+ the worker index); None: random"
+    )
+    study.add_argument(
+        "--storage", metavar="URL",
+        help="shared study storage: postgresql://user@host/db, mysql://..., sqlite:///file.db,"
+        " or journal:PATH (a file on a shared filesystem); default: journal <out>/study.log",
+    )  # fmt: skip
+    study.add_argument("--study", help="study name (default: <agent>-<env>)")
+    p.add_argument("--out", type=Path, help="report folder (default: reports/tune/<study>)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(handler=_tune)
 
 
 def _add_agents(sub: argparse._SubParsersAction) -> None:
@@ -263,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_compare(sub)
+    _add_tune(sub)
     _add_agents(sub)
     _add_probe(sub)
     _add_gradflow(sub)
@@ -272,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
     from rlrnn.checkpoint import env_id_from_file
-    from rlrnn.config import config_from_args
+    from rlrnn.config import config_from_args, load_config_file
     from rlrnn.files import make_writable_dir
     from rlrnn.hyperparams import default_config
     from rlrnn.memory import check_training_memory
@@ -282,13 +377,21 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.run_dir or args.run_name:
             raise UsageError("--resume continues the run in RUN; leave out --run-dir/--run-name")
+        if args.config:
+            raise UsageError("--resume keeps the run's own config; leave out --config")
         saved, status = saved_run(args.resume)
         if getattr(args, "env_id", None) is None:  # else the user named it: trusted
             env_id_from_file(saved.env_id, args.resume / LAST)
         config = config_from_args(args, saved)
         check_resume(args.resume, saved, status, config)
     else:
-        config = config_from_args(args, default_config(getattr(args, "agent.agent", "lstm")))
+        if args.config:
+            base = load_config_file(args.config)
+            if getattr(args, "env_id", None) is None:  # an env id from a file: not imported
+                env_id_from_file(base.env_id, args.config)
+        else:
+            base = default_config(getattr(args, "agent.agent", "lstm"))
+        config = config_from_args(args, base)
     check_env_id(config.env_id)
     check_training_memory(config, resolve_device(config.device))  # before creating anything
     if args.resume is not None:
@@ -423,6 +526,7 @@ def _evaluation_table(r: dict) -> str:
 def _compare(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
     from rlrnn import compare
+    from rlrnn.claims import run_claimed
     from rlrnn.files import make_writable_dir
     from rlrnn.memory import check_acting_memory
     from rlrnn.training import resolve_device
@@ -465,12 +569,16 @@ def _compare(args: argparse.Namespace) -> int:
     compare.check_out_dir(args.out)
     for spec in specs + existing:
         check_acting_memory(spec.config, args.env_id, args.episodes, device, "--episodes")
+    claims = _claims(args, specs)
     compare.prepare_runs(specs)  # nothing is written before this point
     workers = args.workers or compare.default_workers(len(specs))
     command = shlex.join(["rlrnn", *args.argv])
-    records = compare.run_all(
-        specs, args.episodes, workers, show_progress=not args.quiet, resume_command=command
-    )
+    if claims is None:
+        records = compare.run_all(
+            specs, args.episodes, workers, show_progress=not args.quiet, resume_command=command
+        )
+    else:
+        records = run_claimed(specs, args.episodes, workers, claims, not args.quiet, command)
     records += [compare.run_one(s, args.episodes, train_if_needed=False) for s in existing]
     out_dir = make_writable_dir(args.out, "report folder")
     rows = compare.write_report(out_dir, records, args.env_id, args.episodes, command)
@@ -479,6 +587,101 @@ def _compare(args: argparse.Namespace) -> int:
         print(compare.results_markdown(rows, args.env_id, args.episodes, threshold))
         print(f"Report: {out_dir}/ (learning_curves.png, results.md, results.csv, configs/)")
     return 0
+
+
+def _claims(args: argparse.Namespace, specs: list[RunSpec]) -> Claims | None:
+    """The shared queue of ``specs`` in ``--storage`` (None without it)."""
+    from rlrnn.claims import Claims
+
+    if args.storage is None:
+        if args.study is not None:
+            raise UsageError("--study names a study in --storage; give --storage too")
+        return None
+    if not specs:
+        raise UsageError("--storage splits the runs of --agents; there are none to run")
+    cells = {}
+    for spec in specs:
+        config = spec.config.to_dict()
+        del config["device"], config["torch_threads"]  # may differ between machines
+        cells[spec.label] = config
+    attrs = {"command": "compare", "env_id": args.env_id, "episodes": args.episodes}
+    return Claims(args.storage, args.study, attrs | {"cells": cells}, list(cells))
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from envs import make_batched_env
+    from envs.batched import check_env_id
+    from rlrnn import storage as st
+    from rlrnn import tune
+    from rlrnn.files import make_writable_dir
+    from rlrnn.hyperparams import default_config, search_space, with_values
+    from rlrnn.training import resolve_device
+    from rlrnn.tune_report import describe, write_report
+    from rlrnn.tune_setup import Setup, check_space
+    from rlrnn.tune_workers import run_local
+
+    for name in ("trials", "workers", "max_trials", "total_timesteps", "eval_interval"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if not args.unsolved_penalty >= 1:
+        raise UsageError(f"--unsolved-penalty must be >= 1, got {args.unsolved_penalty}")
+    if not args.stays_solved_weight >= 0:
+        raise UsageError(f"--stays-solved-weight must be >= 0, got {args.stays_solved_weight}")
+    if not 0 <= args.min_stays_solved <= 1:
+        raise UsageError(f"--min-stays-solved must be in [0, 1], got {args.min_stays_solved}")
+    check_env_id(args.env_id)
+    resolve_device(args.device)
+    threshold = make_batched_env(args.env_id, 1, "cpu").reward_threshold
+    needs = args.objective in ("seconds", "steps") or args.stays_solved_weight
+    if threshold is None and (needs or args.min_stays_solved):
+        raise UsageError(
+            f"{args.env_id} has no reward threshold, so nothing is 'solved' there;"
+            " use --objective final or auc without the stays-solved options"
+        )
+    values = {"env_id": args.env_id, "seed": args.seed, "device": args.device}
+    values |= {"eval_interval": args.eval_interval, "eval_episodes": args.eval_episodes}
+    if args.total_timesteps is not None:
+        values["ppo.total_timesteps"] = args.total_timesteps
+    setup = Setup(
+        base=with_values(default_config(args.agent), values),
+        space=search_space(args.agent),
+        objective=args.objective,
+        threshold=threshold,
+        unsolved_penalty=args.unsolved_penalty,
+        stays_solved_weight=args.stays_solved_weight,
+        min_stays_solved=args.min_stays_solved,
+    )
+    check_space(setup)
+    name = args.study or f"{args.agent}-{args.env_id.replace('/', '_').replace(':', '_')}"
+    out = args.out or Path("reports/tune") / name
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    shown = st.describe(args.storage, out / "study.log")
+    # Check the storage and the study before anything is written.
+    if args.storage is not None or (out / "study.log").is_file():
+        exists = st.check_study(st.open_storage(args.storage, out / "study.log"), name,
+                                setup.attrs(), shown)  # fmt: skip
+    else:
+        exists = False
+    make_writable_dir(out, "report folder")
+    max_trials = args.max_trials or args.trials * args.workers
+    job = tune.Job(
+        setup, args.storage, name, out, args.trials, max_trials,
+        args.pruner, args.sampler, args.sampler_seed,
+    )  # fmt: skip
+    if not exists:
+        storage = st.open_storage(args.storage, job.journal)
+        st.create_study(storage, name, setup.direction, setup.attrs(), shown, tune.fill(job))
+    code, messages = run_local(job, args.workers, max_trials, show=not args.quiet)
+    study = tune.load(job)
+    notes = write_report(study, setup, out, shown)
+    if not args.quiet:
+        print(describe(study, setup, out, shown, notes))
+    for message in messages:
+        stop = "; the study is consistent: run the same command to go on" if code > 128 else ""
+        print(f"rlrnn tune: {message}{stop}", file=sys.stderr)
+    return code
 
 
 def _agents(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, get_type_hints
 
 from agents import AGENTS, BACKENDS
@@ -346,3 +347,22 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     agent = dataclasses.replace(base.agent, **sections["agent"])
     ppo = dataclasses.replace(base.ppo, **sections["ppo"])
     return dataclasses.replace(base, agent=agent, ppo=ppo, **sections[None])
+
+
+def load_config_file(path: Path) -> RunConfig:
+    """The config in ``path``: a run's ``config.json``, or a tuned file (``rlrnn tune``'s
+    ``best.json``: the same with a ``"tuned"`` entry saying where it came from)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"--config {path}: not a JSON file") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: not a config (a JSON object of config.json's form)")
+    data.pop("tuned", None)
+    try:
+        return RunConfig.from_dict(data)
+    except UsageError as e:
+        raise UsageError(f"--config {path}: {e}") from None

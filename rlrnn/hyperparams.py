@@ -8,11 +8,14 @@ How the rlrnn entries were chosen: ``benchmarks/tune.py`` (3 seeds, time to solv
 ``compare --full`` report in the README. The SB3 entries are rl-baselines3-zoo's tuned settings
 (``ppo.yml`` CartPole-v1 and ``ppo_lstm.yml`` CartPoleNoVel-v1), translated to rlrnn's names:
 8 envs x 32 steps, one minibatch of 256, 20 epochs, lr 1e-3 and clip 0.2 both annealed.
+
+Beside them, :data:`SEARCH_SPACES`: what ``rlrnn tune`` may change for each agent, and over
+which values. Every space holds its agent's defaults (the tuner's first trial is the defaults).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlrnn.config import RunConfig
 from rlrnn.errors import UsageError
@@ -75,3 +78,94 @@ def describe(agent: str) -> str:
         for key, v in entry.get(section, {}).items()
     ]
     return ", ".join(pairs) or "the defaults shown by --help"
+
+
+# ---------------------------------------------------------------- search spaces for rlrnn tune
+
+
+class LogRange(NamedTuple):
+    """A float drawn log-uniformly from [low, high]."""
+
+    low: float
+    high: float
+
+
+class Choice(NamedTuple):
+    """One of ``options``."""
+
+    options: tuple[Any, ...]
+
+
+class Variants(NamedTuple):
+    """Named sets of values, one drawn by its name (``benchmarks/tune.py``'s variants)."""
+
+    named: dict[str, dict[str, Any]]
+
+
+# Dotted config key (as in config.json) -> the values a trial may give it.
+SearchSpace = dict[str, LogRange | Choice | Variants]
+
+_PPO_SPACE: SearchSpace = {
+    "ppo.learning_rate": LogRange(5e-4, 1e-2),
+    "ppo.num_envs": Choice((32, 64, 128)),
+    "ppo.num_steps": Choice((8, 16, 32)),  # the BPTT length
+    "ppo.num_minibatches": Choice((1, 2, 4)),  # each divides every num_envs above
+    "ppo.update_epochs": Choice((2, 4, 8)),
+    "ppo.gamma": Choice((0.95, 0.98, 0.99)),
+    "ppo.gae_lambda": Choice((0.8, 0.9, 0.95)),
+    "ppo.clip_coef": Choice((0.1, 0.2, 0.3)),
+    "ppo.ent_coef": Choice((0.0, 0.003, 0.01)),
+}
+_WIDTH = {"agent.hidden_size": Choice((16, 32, 64))}
+# SB3's PPO runs few envs and many epochs (rl-baselines3-zoo's ranges, trimmed for the CPU).
+_SB3_SPACE: SearchSpace = {
+    "ppo.learning_rate": LogRange(1e-4, 3e-3),
+    "ppo.num_steps": Choice((16, 32, 64)),
+    "ppo.num_minibatches": Choice((1, 2, 4)),
+    "ppo.update_epochs": Choice((5, 10, 20)),
+    "ppo.gamma": Choice((0.95, 0.98, 0.99)),
+    "ppo.gae_lambda": Choice((0.8, 0.9, 0.95)),
+    "ppo.clip_coef": Choice((0.1, 0.2, 0.3)),
+    "ppo.ent_coef": Choice((0.0, 0.003, 0.01)),
+}
+
+SEARCH_SPACES: dict[str, SearchSpace] = {
+    "lstm": _PPO_SPACE | _WIDTH,
+    "lstm2": _PPO_SPACE | {"agent.hidden_size": Choice((8, 16, 32))},
+    "gru": _PPO_SPACE | _WIDTH,
+    "rnn": _PPO_SPACE | _WIDTH,
+    "mlp": _PPO_SPACE | _WIDTH,
+    "framestack": _PPO_SPACE | _WIDTH | {"agent.frame_stack": Choice((2, 4, 8))},
+    "sb3-ppo": _SB3_SPACE,
+    "sb3-recurrentppo": _SB3_SPACE | {"agent.hidden_size": Choice((32, 64))},
+}
+
+
+def search_space(agent: str) -> SearchSpace:
+    """The search space of ``agent``."""
+    if agent not in SEARCH_SPACES:
+        raise UsageError(f"unknown agent {agent!r}; choose from {', '.join(SEARCH_SPACES)}")
+    return SEARCH_SPACES[agent]
+
+
+def space_as_dict(space: SearchSpace) -> dict[str, list[Any]]:
+    """A JSON form of ``space``: ``["log", low, high]``, ``["choice", *options]`` or
+    ``["variants", {name: values}]``."""
+    forms = {LogRange: lambda r: ["log", r.low, r.high], Choice: lambda r: ["choice", *r.options]}
+    forms[Variants] = lambda r: ["variants", r.named]
+    return {key: forms[type(r)](r) for key, r in space.items()}
+
+
+def with_values(config: RunConfig, values: dict[str, Any]) -> RunConfig:
+    """``config`` with the dotted keys of ``values`` (``"ppo.learning_rate"``) set."""
+    data = config.to_dict()
+    for key, value in values.items():
+        section, _, name = key.rpartition(".")
+        (data[section] if section else data)[name] = value
+    return RunConfig.from_dict(data)
+
+
+def value_of(config: RunConfig, key: str) -> Any:
+    """The value of the dotted key ``key`` in ``config``."""
+    section, _, name = key.rpartition(".")
+    return getattr(getattr(config, section) if section else config, name)

@@ -41,7 +41,7 @@ from rlrnn.checkpoint import describe_mismatch, env_signature, write_checkpoint
 from rlrnn.config import RunConfig
 from rlrnn.errors import UsageError
 from rlrnn.files import atomic_write_text
-from rlrnn.training import EvaluationLog, progress_bar, resolve_device
+from rlrnn.training import EvaluationHook, EvaluationLog, progress_bar, resolve_device
 
 Normalizer = Callable[[np.ndarray], np.ndarray]
 
@@ -203,11 +203,19 @@ class _Schedule(BaseCallback):
     """Evaluates every ``eval_interval`` env steps (after the update that used them, as rlrnn's
     loop does), keeps training time apart from evaluation time and moves the progress bar."""
 
-    def __init__(self, config: RunConfig, evals: EvaluationLog, bar: Any) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        evals: EvaluationLog,
+        bar: Any,
+        on_evaluation: EvaluationHook | None = None,
+    ) -> None:
         super().__init__()
         self.config, self.evals, self.bar = config, evals, bar
+        self.on_evaluation = on_evaluation
         self.next_eval = config.eval_interval
         self.start = time.perf_counter()
+        self.stopped = False  # the evaluation hook ended the run
 
     def train_seconds(self) -> float:
         return time.perf_counter() - self.start - self.evals.seconds
@@ -215,20 +223,28 @@ class _Schedule(BaseCallback):
     def _on_rollout_start(self) -> None:
         steps = self.num_timesteps
         if self.config.eval_interval and steps >= self.next_eval:
-            self.evals.run(steps, self.train_seconds())
+            record = self.evals.run(steps, self.train_seconds())
             while self.next_eval <= steps:
                 self.next_eval += self.config.eval_interval
+            if self.on_evaluation is not None and not self.on_evaluation(record):
+                self.stopped = True
             self.bar.set_postfix(eval=f"{self.evals.records[-1]['mean_return']:.1f}", refresh=False)
 
     def _on_rollout_end(self) -> None:
         self.bar.update(self.config.ppo.batch_size)
 
     def _on_step(self) -> bool:
-        return True
+        return not self.stopped  # False ends model.learn (after one step of the envs)
 
 
-def train_sb3(config: RunConfig, run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
-    """Train an SB3 reference agent into ``run_dir``; returns the same summary as rlrnn's."""
+def train_sb3(
+    config: RunConfig,
+    run_dir: Path,
+    show_progress: bool = True,
+    on_evaluation: EvaluationHook | None = None,
+) -> dict[str, Any]:
+    """Train an SB3 reference agent into ``run_dir``; returns the same summary as rlrnn's
+    (``on_evaluation`` as in :func:`rlrnn.training.train`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)
@@ -256,16 +272,17 @@ def train_sb3(config: RunConfig, run_dir: Path, show_progress: bool = True) -> d
     evals = EvaluationLog(config, run_dir, live, writer, save, threshold)
     wall_start = time.perf_counter()
     bar = progress_bar(config, p.total_timesteps, show_progress)
-    schedule = _Schedule(config, evals, bar)
+    schedule = _Schedule(config, evals, bar, on_evaluation)
     model.learn(p.total_timesteps, callback=schedule, tb_log_name="sb3")
     train_seconds = schedule.train_seconds()
     bar.close()
-    evals.final(model.num_timesteps, train_seconds)
-    save(run_dir / "final.pt", model.num_timesteps)
+    if not schedule.stopped:
+        evals.final(model.num_timesteps, train_seconds)
+        save(run_dir / "final.pt", model.num_timesteps)
     writer.close()
     vec_env.close()
     summary = evals.summary(
-        status="finished",
+        status="stopped" if schedule.stopped else "finished",
         device=str(device),
         parameters=sum(p.numel() for p in model.policy.parameters()),
         env_steps=model.num_timesteps,

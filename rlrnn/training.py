@@ -139,8 +139,16 @@ def progress_bar(config: RunConfig, total_steps: int, show: bool) -> tqdm:
     )
 
 
+# Called with each periodic evaluation record; returning False ends the run there.
+EvaluationHook = Callable[[dict[str, float]], bool]
+
+
 def train(
-    config: RunConfig, run_dir: Path, show_progress: bool = True, resume: bool = False
+    config: RunConfig,
+    run_dir: Path,
+    show_progress: bool = True,
+    resume: bool = False,
+    on_evaluation: EvaluationHook | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` into ``run_dir`` (created if missing); returns the summary.
 
@@ -148,22 +156,27 @@ def train(
     resuming gives the same weights as an uninterrupted run. SIGINT / SIGTERM stop the run after
     the current update with ``last.pt`` and ``summary.json`` written (:class:`TrainingInterrupted`).
     The run holds the folder's lock throughout (:class:`rlrnn.rundir.RunLock`): a second writer
-    is refused.
+    is refused. ``on_evaluation`` sees every periodic evaluation (a tuner reports it and may
+    prune the run): when it returns False the run ends there with ``"status": "stopped"``.
     """
     run_dir = claim_run_dir(run_dir)
     with RunLock(run_dir):
-        return _train_locked(config, run_dir, show_progress, resume)
+        return _train_locked(config, run_dir, show_progress, resume, on_evaluation)
 
 
 def _train_locked(
-    config: RunConfig, run_dir: Path, show_progress: bool, resume: bool
+    config: RunConfig,
+    run_dir: Path,
+    show_progress: bool,
+    resume: bool,
+    on_evaluation: EvaluationHook | None,
 ) -> dict[str, Any]:
     if config.agent.agent in SB3_AGENTS:
         if resume:
             raise UsageError(f"--resume is for rlrnn's agents; {config.agent.agent} runs restart")
         from rlrnn.sb3 import train_sb3  # SB3 is imported only when needed
 
-        return train_sb3(config, run_dir, show_progress)
+        return train_sb3(config, run_dir, show_progress, on_evaluation)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -240,9 +253,11 @@ def _train_locked(
                 logged = dict(zip(names, values[: len(names)], strict=True))
                 _log_iteration(writer, logged, values, step, loop)
             if config.eval_interval and step >= loop["next_eval"] and kept:
-                evals.run(step, loop["train_seconds"])
+                record = evals.run(step, loop["train_seconds"])
                 while loop["next_eval"] <= step:
                     loop["next_eval"] += config.eval_interval
+                if on_evaluation is not None and not on_evaluation(record):
+                    return finish("stopped")
             sps = step / max(loop["train_seconds"], 1e-9)
             postfix = {"return": f"{loop['recent_return']:.1f}", "sps": f"{sps:,.0f}"}
             if evals.records:

@@ -1,10 +1,13 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import pg_cluster
 import pytest
 import torch
 
@@ -86,3 +89,25 @@ def forked(tmp_path_factory) -> Callable[[list[dict]], dict]:
         return report
 
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server: ``RLRNN_TEST_POSTGRES_URL`` (``.ci/run`` starts one), else a
+    throwaway one started here. Skipped, saying why, only where none can be started; with
+    ``RLRNN_REQUIRE_POSTGRES=1`` (CI) that is a failure instead."""
+    url = os.environ.get("RLRNN_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    folder = Path(tempfile.mkdtemp(prefix="rlrnn-pg-"))  # not under pytest's 0700 tmp: the
+    try:  # server may run as another user
+        url = pg_cluster.start(folder)
+    except pg_cluster.ClusterError as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        if os.environ.get("RLRNN_REQUIRE_POSTGRES"):
+            pytest.fail(f"no PostgreSQL server could be started: {e}")
+        pytest.skip(f"no PostgreSQL server could be started: {e}")
+    yield url
+    pg_cluster.stop(folder)
+    shutil.rmtree(folder, ignore_errors=True)

@@ -17,14 +17,18 @@ import torch
 
 from rlrnn.compare import plan_runs
 from rlrnn.config import PPOConfig, RunConfig
-from rlrnn.hyperparams import default_config
+from rlrnn.hyperparams import LogRange, default_config, search_space, with_values
 from rlrnn.rundir import RunLock
+from rlrnn.storage import create_study, open_storage
 from rlrnn.training import train
+from rlrnn.tune_setup import Setup
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"  # env modules that misbehave
 EVIL = "evilenv:Evil-v0"  # names a module shipped beside a checkpoint
 NO_FFMPEG = {"IMAGEIO_FFMPEG_EXE": "/nonexistent/ffmpeg"}
 BIG = str(2**64)
+# A study in a journal file, made for the lstm's defaults (see ``make_studies``).
+SHARED = ["tune", "--storage", "journal:{tmp}/study.log", "--study", "shared"]
 
 # (entry, arguments, a fragment of the one-line message[, environment variables]);
 # {run}, {tmp}, {shared} are filled in. Entries: train.py, evaluate.py, python -m rlrnn.cli.
@@ -146,6 +150,23 @@ CASES = [
     ("rlrnn", ["gradflow", "--forget-bias", "nan"], "argument --forget-bias: not a finite number"),
     ("rlrnn", ["gradflow", "--forget-bias", "inf"], "argument --forget-bias: not a finite number"),
     ("rlrnn", ["gradflow", "--clip-norms", "inf"], "argument --clip-norms: not a finite number"),
+    # ---- config files, tuning studies and shared storages
+    ("train", ["--config", "{tmp}/no-such.json"], "no such file"),
+    ("train", ["--config", "{tmp}/notes.txt"], "not a JSON file"),
+    ("train", ["--config", "{tmp}/wrong.json"], "does not match this version of rlrnn"),
+    ("train", ["--resume", "{run}", "--config", "{tmp}/wrong.json"], "leave out --config"),
+    ("rlrnn", ["tune", "--trials", "0"], "--trials must be >= 1, got 0"),
+    ("rlrnn", ["tune", "--workers", "0"], "--workers must be >= 1, got 0"),
+    ("rlrnn", ["tune", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open storage"),
+    ("rlrnn", ["tune", "--storage", "::nonsense"], "is not a storage URL"),
+    ("rlrnn", ["tune", "--storage", "journal:{tmp}/nowhere/study.log"], "does not exist"),
+    ("rlrnn", ["tune", "--storage", "journal:{tmp}/empty"], "is a folder, not a journal"),
+    ("rlrnn", [*SHARED, "--agent", "gru"], "base.agent.agent (lstm -> gru)"),
+    ("rlrnn", [*SHARED, "--env", "CartPole-v1"], "base.env_id (PositionOnlyCartPole-v1 -> CartPole"),
+    ("rlrnn", [*SHARED, "--objective", "final"], "objective (seconds -> final)"),
+    ("rlrnn", [*SHARED[:-1], "oldspace"], "space.ppo.learning_rate"),
+    ("rlrnn", ["compare", "--storage", "::nonsense"], "is not a storage URL"),
+    ("rlrnn", ["compare", "--study", "x"], "give --storage too"),
 ]  # fmt: skip
 
 
@@ -216,6 +237,19 @@ def sb3_weights(config: RunConfig) -> dict:
     return build_model(one, _make_vec_env(one, 1), "cpu").policy.state_dict()
 
 
+def make_studies(journal: Path) -> None:
+    """``shared``: the study ``rlrnn tune`` makes for the lstm's defaults; ``oldspace``: the
+    same with another learning-rate range, as an older rlrnn would have made it."""
+    base = with_values(default_config("lstm"), {"eval_interval": 2048})
+    space = search_space("lstm")
+    storage = open_storage(f"journal:{journal}", journal)
+    for name, setup in (
+        ("shared", Setup(base, space, threshold=475.0)),
+        ("oldspace", Setup(base, space | {"ppo.learning_rate": LogRange(1e-5, 1e-3)})),
+    ):
+        create_study(storage, name, setup.direction, setup.attrs(), str(journal))
+
+
 def make_files(tmp: Path) -> tuple[Path, bool]:
     """The run, the crafted and the damaged files the cases name; returns the run and whether
     a read-only run folder could be made."""
@@ -226,6 +260,8 @@ def make_files(tmp: Path) -> tuple[Path, bool]:
     (tmp / "empty").mkdir()
     (tmp / "folder.pt").mkdir()
     (tmp / "notes.txt").write_text("not a checkpoint")
+    (tmp / "wrong.json").write_text(json.dumps({"agent": {"colour": "blue"}}))
+    make_studies(tmp / "study.log")
     final, last = run / "final.pt", run / "last.pt"
     (tmp / "truncated.pt").write_bytes(final.read_bytes()[:300])
     resave(final, tmp / "newer.pt", lambda p: p.update(version=p["version"] + 1))
