@@ -122,7 +122,11 @@ class PPOConfig:
     ent_coef: float = option(0.0, "entropy bonus coefficient")
     vf_coef: float = option(0.5, "value loss coefficient")
     max_grad_norm: float = option(0.5, "global gradient-norm clip (0 disables)")
-    norm_adv: bool = option(True, "normalise advantages per minibatch")
+    norm_adv: bool = option(
+        False,
+        "normalise advantages per minibatch (off: once solved, the advantages are the critic's"
+        " noise, and normalising scales that noise up to full-size policy steps)",
+    )
     normalize_reward: bool = option(True, "scale rewards by the std of the discounted return")
     target_kl: float = option(
         0.0, "end an update's epochs early once their mean approx_kl passes this (0: never)"
@@ -133,7 +137,7 @@ class PPOConfig:
         " /1.5 above twice it, x1.5 below half of it (0: off)",
     )
     freeze_obs_norm: bool = option(
-        False,
+        True,
         "stop updating the observation normaliser once the recent training return reaches the"
         " env's reward threshold (else its mean follows a drifting cart)",
     )
