@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from rlrnn.compare import RunSpec, run_all, run_one
+from rlrnn.compare import RunSpec, prepare_runs, run_all, run_one
 from rlrnn.storage import check_study, create_study, describe, open_storage, owner, release_dead
 
 CELL = "cell"  # the trial attribute that names a cell ("lstm s0")
@@ -107,6 +107,7 @@ def run_claimed(
                 batch.append(label)
             if batch:
                 batch_specs = [specs[index[b]] for b in batch]
+                prepare_runs(batch_specs)  # only the runs this process claimed
                 ran = run_all(batch_specs, episodes, len(batch), show_progress, resume_command)
                 for label, record in zip(batch, ran, strict=True):
                     records[index[label]] = record

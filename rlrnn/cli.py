@@ -570,7 +570,8 @@ def _compare(args: argparse.Namespace) -> int:
     for spec in specs + existing:
         check_acting_memory(spec.config, args.env_id, args.episodes, device, "--episodes")
     claims = _claims(args, specs)
-    compare.prepare_runs(specs)  # nothing is written before this point
+    if claims is None:  # a shared comparison prepares each run when it claims it
+        compare.prepare_runs(specs)  # nothing is written before this point
     workers = args.workers or compare.default_workers(len(specs))
     command = shlex.join(["rlrnn", *args.argv])
     if claims is None:

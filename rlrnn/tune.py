@@ -145,6 +145,15 @@ class _NoResult(Exception):
     """The run diverged before its first evaluation: nothing to score."""
 
 
+class _Stopped(Exception):
+    """SIGINT / SIGTERM stopped the trial. An Exception, unlike :class:`TrainingInterrupted`,
+    so that Optuna records the trial as failed before passing it on."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(exit_code - 128).name}")
+        self.exit_code = exit_code
+
+
 class Objective:
     """Trains one trial's run and returns its score (see the module docstring)."""
 
@@ -154,7 +163,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         if self.stop.requested is not None:  # the signal came between two trials
             trial.set_user_attr("status", "interrupted")
-            raise TrainingInterrupted("stopped", self.stop.requested.value)
+            raise _Stopped(128 + self.stop.requested.value)
         if self.job.sampler == "grid":
             over = not trial.user_attrs.get("queued")
         else:
@@ -179,9 +188,9 @@ class Objective:
 
         try:
             summary = train(config, run_dir, show_progress=False, on_evaluation=report)
-        except TrainingInterrupted:
+        except TrainingInterrupted as e:
             trial.set_user_attr("status", "interrupted")
-            raise
+            raise _Stopped(e.exit_code) from None
         except TrainingDiverged:  # a too-high learning rate is a result, not an error
             summary = json.loads((run_dir / "summary.json").read_text())
             if not summary["evaluations"]:
@@ -233,8 +242,8 @@ def run_worker(job: Job, index: int = 0, progress: Any = None) -> tuple[int, str
                 catch=(_OverCap, _NoResult),
                 gc_after_trial=False,
             )
-        except TrainingInterrupted as e:
-            return e.exit_code, f"stopped by {signal.Signals(e.exit_code - 128).name}"
+        except _Stopped as e:
+            return e.exit_code, str(e)
         except KeyboardInterrupt:
             return 130, "stopped by SIGINT"
     if stop.requested is not None:
