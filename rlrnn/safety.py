@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -16,54 +16,58 @@ from rlrnn.ppo import RecurrentPPO
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class StopSignals:
+_Handling = TypeVar("_Handling", bound="_HandlingStopSignals")
+
+
+class _HandlingStopSignals:
+    """While active (in the main thread, the only one signals reach), SIGINT and SIGTERM go to
+    ``_handle``; the previous handlers come back on exit."""
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Handling) -> _Handling:
+        if threading.current_thread() is threading.main_thread():
+            for s in STOP_SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+class StopSignals(_HandlingStopSignals):
     """While active, SIGINT and SIGTERM only ask the run to stop after the current update
     (``requested`` holds the signal); a second signal stops at once (KeyboardInterrupt)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requested: signal.Signals | None = None
-        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is not None:
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum)
 
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():  # signals reach only it
-            for s in STOP_SIGNALS:
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-
-class RaiseOnSignals:
+class RaiseOnSignals(_HandlingStopSignals):
     """While active, the first SIGINT or SIGTERM raises :class:`Interrupted` ("stopped by
     SIGTERM while <doing>") at once, and later ones are ignored while the work unwinds: for work
     with nothing worth keeping halfway (a recording, whose temporary file is then discarded)."""
 
     def __init__(self, doing: str) -> None:
+        super().__init__()
         self.doing = doing
         self.received: signal.Signals | None = None
-        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
             self.received = signal.Signals(signum)
             raise Interrupted(f"stopped by {self.received.name} while {self.doing}", signum)
-
-    def __enter__(self) -> RaiseOnSignals:
-        if threading.current_thread() is threading.main_thread():  # signals reach only it
-            for s in STOP_SIGNALS:
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
 
 
 class DivergenceGuard:
