@@ -7,10 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from processes import start_training, wait_for
 
 from rlrnn.checkpoint import load_checkpoint
 from rlrnn.cli import main
@@ -26,24 +26,6 @@ SMALL_ARGS = [
     "--eval-episodes", "3", "--checkpoint-interval", "256", "--quiet",
 ]  # fmt: skip
 TINY = RunConfig(ppo=PPOConfig(total_timesteps=512, num_envs=16, num_steps=16), eval_interval=0)
-
-
-def start_training(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
 
 
 def test_two_trainings_started_together_into_one_run_dir_one_is_refused(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from processes import start_training, wait_for
 
 from rlrnn.checkpoint import FORMAT_VERSION, load_checkpoint, read_checkpoint
 from rlrnn.cli import main
@@ -89,29 +90,10 @@ def test_interrupt_and_resume_gives_the_same_weights_as_a_straight_run(
     assert len(events) == 2  # the resumed run appends its own event file
 
 
-def run_script(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        **kwargs,
-    )
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_a_real_training_process_cleanly_and_it_resumes(tmp_path, signum):
     run_dir = tmp_path / "run"
-    process = run_script(*SMALL_ARGS, "--total-timesteps", "200000", "--run-dir", str(run_dir))
+    process = start_training(*SMALL_ARGS, "--total-timesteps", "200000", "--run-dir", str(run_dir))
     wait_for(run_dir / "last.pt", process)
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
@@ -124,7 +106,7 @@ def test_a_signal_stops_a_real_training_process_cleanly_and_it_resumes(tmp_path,
     _, _, extra = load_checkpoint(run_dir / "last.pt")
     assert extra["env_steps"] == summary["env_steps"] and extra["status"] == "interrupted"
 
-    resumed = run_script("--resume", str(run_dir), "--total-timesteps", "8192", "--quiet")
+    resumed = start_training("--resume", str(run_dir), "--total-timesteps", "8192", "--quiet")
     _, err = resumed.communicate(timeout=120)
     if summary["env_steps"] >= 8192:  # the machine was fast: nothing left to do
         assert resumed.returncode == 2 and "pass a larger --total-timesteps" in err
@@ -144,7 +126,7 @@ def test_kill_9_at_random_moments_leaves_a_loadable_run(tmp_path):
                 for p in sorted(run_dir.rglob("*"), reverse=True):
                     p.unlink() if p.is_file() else p.rmdir()
             args = [*SMALL_ARGS, "--run-dir", str(run_dir)]
-        process = run_script(*args, "--total-timesteps", "400000", "--quiet")
+        process = start_training(*args, "--total-timesteps", "400000", "--quiet")
         wait_for(run_dir / "config.json", process)  # training has begun (or resumed) ...
         time.sleep(rng.uniform(0.0, 1.5))  # ... somewhere in it, possibly mid-write
         process.kill()  # SIGKILL: no handler runs
@@ -158,7 +140,9 @@ def test_kill_9_at_random_moments_leaves_a_loadable_run(tmp_path):
                 json.loads((run_dir / name).read_text())
     # The last good checkpoint resumes: run it to a finish a little further on.
     done = load_checkpoint(run_dir / "last.pt")[2]["env_steps"]
-    finish = run_script("--resume", str(run_dir), "--total-timesteps", str(done + 1024), "--quiet")
+    finish = start_training(
+        "--resume", str(run_dir), "--total-timesteps", str(done + 1024), "--quiet"
+    )
     _, err = finish.communicate(timeout=120)
     assert finish.returncode == 0, err
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
