@@ -214,7 +214,7 @@ class RecurrentPPO:
     def diagnostics(self, rollout: Rollout) -> dict[str, Tensor]:
         """What moves when a solved policy collapses: the raw advantage scale (before the
         per-minibatch normalisation), the return scale the rewards are divided by, the value
-        level, the observation normaliser's statistics and whether the normalisers are frozen
+        level, the observation normaliser's statistics and whether it is frozen yet
         (``freeze_obs_norm``). Keys are TensorBoard tags."""
         out = {
             "diagnostics/advantage_std": rollout.advantages.std(),
