@@ -13,12 +13,12 @@ own flags, so the same text trains the same thing from the command line:
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import dataclasses
+import functools
 import json
-import multiprocessing
 import shlex
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from rlrnn.evaluation import evaluate
 from rlrnn.hyperparams import default_config
 from rlrnn.stability import Stability, pooled_stays_solved, stability
 from rlrnn.training import train
+from rlrnn.workers import Stopped, run_tasks
 
 AGENTS = ("lstm", "gru", "lstm2", "framestack", "rnn")
 
@@ -144,18 +145,24 @@ def main() -> None:
         for budget in args.budgets
         for seed in args.seeds
     ]
-    context = multiprocessing.get_context("spawn")
     records = []
-    with cf.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
-        futures = {pool.submit(run, config, args.episodes): name for name, config in jobs}
-        for future in cf.as_completed(futures):
-            record = {"variant": futures[future], **future.result()}
-            records.append(record)
-            print(
-                f"{record['variant']} {record['agent']} {record['budget']:,} s{record['seed']}:"
-                f" final {record['final']:.1f}, solved at {record['solved_at_steps']}",
-                flush=True,
-            )
+
+    def done(index: int, result: dict[str, Any]) -> None:
+        record = {"variant": jobs[index][0], **result}
+        records.append(record)
+        print(
+            f"{record['variant']} {record['agent']} {record['budget']:,} s{record['seed']}:"
+            f" final {record['final']:.1f}, solved at {record['solved_at_steps']}",
+            flush=True,
+        )
+
+    # rlrnn's worker pool: a Ctrl-C or SIGTERM stops every worker too, none is left behind.
+    configs = [config for _, config in jobs]
+    try:
+        run_tasks(functools.partial(run, episodes=args.episodes), configs, args.workers, done)
+    except Stopped as e:
+        print(f"stability: {e} after {len(records)} of {len(jobs)} runs", file=sys.stderr)
+        raise SystemExit(128 + e.signal_number) from None
     rows = table_rows(records)
     print(markdown(rows))
     if args.out:
