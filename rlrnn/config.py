@@ -134,7 +134,7 @@ class PPOConfig:
     desired_kl: float = option(
         0.0,
         "adapt the learning rate after each minibatch to keep approx_kl near this:"
-        " /1.5 above twice it, x1.5 below half of it (0: off)",
+        " /1.5 above twice it, x1.5 below half of it; replaces --anneal-lr (0: off)",
     )
     freeze_obs_norm: bool = option(
         True,
