@@ -163,13 +163,7 @@ class PPOConfig:
         _require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
         _require(0 <= self.gae_lambda <= 1, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         _require(self.clip_coef > 0, f"clip_coef must be > 0, got {self.clip_coef}")
-        for name in (
-            "ent_coef",
-            "vf_coef",
-            "max_grad_norm",
-            "target_kl",
-            "desired_kl",
-        ):
+        for name in ("ent_coef", "vf_coef", "max_grad_norm", "target_kl", "desired_kl"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("adam_beta1", "adam_beta2"):
             value = getattr(self, name)

@@ -1,4 +1,4 @@
-"""Helpers for the tests that run ``train.py`` as a real process."""
+"""Helpers for the tests that run ``train.py`` or ``rlrnn`` as a real process."""
 
 import subprocess
 import sys
@@ -17,6 +17,17 @@ def start_training(*args: str, **kwargs) -> subprocess.Popen:
         text=True,
         cwd=ROOT,
         **kwargs,
+    )
+
+
+def rlrnn(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m rlrnn.cli ARGS``, run to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "rlrnn.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
     )
 
 

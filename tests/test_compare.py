@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from processes import rlrnn
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
@@ -26,16 +27,6 @@ from rlrnn.stability import pooled_stays_solved, stability
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--total-timesteps", "1024", "--eval-interval", "512", "--episodes", "5"]
-
-
-def rlrnn(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rlrnn.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
 
 
 def test_every_agent_has_valid_tuned_defaults():

@@ -89,25 +89,25 @@ def test_a_stale_lock_is_taken_over_and_every_way_out_releases_the_lock(tmp_path
 
 
 def test_a_second_process_is_refused_while_the_lock_is_held(tmp_path):
-    hold = "from rlrnn.rundir import RunLock; RunLock({!r}).__enter__(); print('held')"
-    with RunLock(tmp_path):
-        other = subprocess.run(
-            [sys.executable, "-c", hold.format(str(tmp_path))],
+    hold = (
+        f"from rlrnn.rundir import RunLock; RunLock({str(tmp_path)!r}).__enter__(); print('held')"
+    )
+
+    def take_lock_elsewhere() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", hold],
             capture_output=True,
             text=True,
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
+
+    with RunLock(tmp_path):
+        other = take_lock_elsewhere()
     assert other.returncode == 1 and "held" not in other.stdout
     assert f"is in use by process {os.getpid()}" in other.stderr
     # Once released, the other process takes it.
-    again = subprocess.run(
-        [sys.executable, "-c", hold.format(str(tmp_path))],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    again = take_lock_elsewhere()
     assert again.returncode == 0 and "held" in again.stdout
 
 

@@ -1,6 +1,7 @@
 """``rlrnn tune`` and ``rlrnn compare --storage``: studies shared by processes through a storage
 (the embedded journal file and a real PostgreSQL server), run as a user runs them."""
 
+import functools
 import json
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import optuna
+import processes
 import pytest
 from optuna.trial import TrialState
 
@@ -32,14 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--total-timesteps", "4096", "--eval-interval", "2048", "--eval-episodes", "3"]
 
 
-def rlrnn(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rlrnn.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-    )
+rlrnn = functools.partial(processes.rlrnn, timeout=600)  # trials take longer than one run
 
 
 def load_study(storage: str, name: str) -> optuna.Study:
