@@ -37,8 +37,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 from torch import nn
 
 import envs  # noqa: F401  (registers PositionOnlyCartPole-v1)
-from rlrnn.evaluation import evaluate
-from rlrnn.sb3 import SB3Policy
+from rlrnn.core.evaluation import evaluate
+from rlrnn.core.sb3 import SB3Policy
 
 ENV_ID = "PositionOnlyCartPole-v1"
 THRESHOLD = 475.0
@@ -114,8 +114,8 @@ def run_sb3(seed: int, max_steps: int, eval_interval: int, device: str) -> dict:
 RLRNN_RUN = """
 import dataclasses, json, sys, tempfile, torch
 from pathlib import Path
-from rlrnn.config import RunConfig
-from rlrnn.training import train
+from rlrnn.core.config import RunConfig
+from rlrnn.core.training import train
 seed, max_steps, eval_interval, device, threads = json.loads(sys.argv[1])
 torch.set_num_threads(threads)
 base = RunConfig()

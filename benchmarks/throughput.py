@@ -16,10 +16,10 @@ import time
 import torch
 
 from envs import make_batched_env
-from rlrnn.checkpoint import build_agent
-from rlrnn.config import RunConfig
-from rlrnn.ppo import RecurrentPPO
-from rlrnn.training import resolve_device
+from rlrnn.core.checkpoint import build_agent
+from rlrnn.core.config import RunConfig
+from rlrnn.core.ppo import RecurrentPPO
+from rlrnn.core.training import resolve_device
 
 
 def measure(num_envs: int, device: torch.device, iterations: int, backend: str) -> float:

@@ -9,13 +9,13 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from rlrnn import rendering
-from rlrnn.checkpoint import load_checkpoint
 from rlrnn.cli import main
-from rlrnn.config import PPOConfig
+from rlrnn.core.checkpoint import load_checkpoint
+from rlrnn.core.config import PPOConfig
 from rlrnn.errors import UsageError
 from rlrnn.files import check_output_path
-from rlrnn.rendering import (
+from rlrnn.tools import rendering
+from rlrnn.tools.rendering import (
     RenderRequest,
     draw_overlay,
     overlay_lines,

@@ -16,10 +16,10 @@ from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
 
+from rlrnn.core.plots import plt
 from rlrnn.files import atomic_write_text, save_figure
-from rlrnn.plots import plt
-from rlrnn.tune import best_trial
-from rlrnn.tune_setup import OBJECTIVES, Setup
+from rlrnn.tools.tune import best_trial
+from rlrnn.tools.tune_setup import OBJECTIVES, Setup
 
 FILES = ("trials.md", "trials.csv", "history.png", "importance.png", "best.json")
 RESULTS = (

@@ -21,11 +21,11 @@ import torch
 
 from agents import ActorCritic, make_agent
 from envs.batched import EnvError, is_registered
-from rlrnn.config import SB3_AGENTS, RunConfig
+from rlrnn.core.config import SB3_AGENTS, RunConfig
+from rlrnn.core.evaluation import Policy
+from rlrnn.core.memory import check_fits
 from rlrnn.errors import UsageError
-from rlrnn.evaluation import Policy
 from rlrnn.files import atomic_write
-from rlrnn.memory import check_fits
 
 FORMAT = "rlrnn-checkpoint"
 FORMAT_VERSION = 1
@@ -213,8 +213,10 @@ def load_checkpoint(
     env must fit the weights. The returned config is the file's (its ``env_id`` is what the
     agent was trained on).
 
-    The policy is an :class:`ActorCritic` for rlrnn's agents and an :class:`rlrnn.sb3.SB3Policy`
-    for the reference agents; both act through ``initial_state`` / ``act`` and ``predict``.
+    The policy is an :class:`ActorCritic` for rlrnn's agents and an
+    :class:`rlrnn.core.sb3.SB3Policy` for the reference agents; both act through ``initial_state``
+    / ``act``
+    and ``predict``.
     """
     payload = read_checkpoint(path)
     config = checkpoint_config(payload, path)
@@ -230,7 +232,7 @@ def load_checkpoint(
         play_env = env_id or env_id_from_file(config.env_id, path)
         check_env(path, env, play_env, config.env_id)
         if config.agent.agent in SB3_AGENTS:
-            from rlrnn.sb3 import load_sb3_policy  # SB3 is imported only when needed
+            from rlrnn.core.sb3 import load_sb3_policy  # SB3 is imported only when needed
 
             played = dataclasses.replace(config, env_id=play_env)
             policy = load_sb3_policy(played, weights, payload.get("obs_rms"), device, path)

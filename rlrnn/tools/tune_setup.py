@@ -3,7 +3,7 @@
 Objectives (:func:`score`): ``seconds`` or ``steps`` to solve (minimised; a run that never solves
 scores ``unsolved_penalty`` times a whole run, see :func:`score`), the ``final`` evaluation
 return or the ``auc``, the area under the evaluation curve divided by its span (the mean return
-over the run; both maximised). The "stays solved" fraction (:mod:`rlrnn.stability`) enters the
+over the run; both maximised). The "stays solved" fraction (:mod:`rlrnn.tools.stability`) enters the
 score with a weight ``w`` (the score is worsened by ``w * (1 - stays_solved)`` of itself) or as a
 constraint (runs below ``min_stays_solved`` are infeasible: TPE learns from it, and the best trial
 is a feasible one).
@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from rlrnn.config import RunConfig
-from rlrnn.errors import UsageError
-from rlrnn.hyperparams import (
+from rlrnn.core.config import RunConfig
+from rlrnn.core.hyperparams import (
     LogRange,
     SearchSpace,
     Variants,
@@ -27,7 +26,8 @@ from rlrnn.hyperparams import (
     value_of,
     with_values,
 )
-from rlrnn.stability import stability
+from rlrnn.errors import UsageError
+from rlrnn.tools.stability import stability
 
 # objective -> (direction, what it measures)
 OBJECTIVES = {

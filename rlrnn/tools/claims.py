@@ -21,8 +21,15 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from rlrnn.compare import RunSpec, prepare_runs, run_all, run_one
-from rlrnn.storage import check_study, create_study, describe, open_storage, owner, release_dead
+from rlrnn.tools.compare import RunSpec, prepare_runs, run_all, run_one
+from rlrnn.tools.storage import (
+    check_study,
+    create_study,
+    describe,
+    open_storage,
+    owner,
+    release_dead,
+)
 
 CELL = "cell"  # the trial attribute that names a cell ("lstm s0")
 POLL_S = 5.0  # how often a process with nothing left to claim looks whether all are done
@@ -94,7 +101,7 @@ def run_claimed(
     show_progress: bool,
     resume_command: str = "rlrnn compare",
 ) -> list[dict[str, Any]]:
-    """:func:`rlrnn.compare.run_all` over the cells this process claims, ``workers`` at a
+    """:func:`rlrnn.tools.compare.run_all` over the cells this process claims, ``workers`` at a
     time, until every cell is complete here or elsewhere; records in ``specs`` order (those
     run elsewhere read from the shared run folders)."""
     index = {spec.label: i for i, spec in enumerate(specs)}

@@ -1,14 +1,15 @@
 """``rlrnn tune``: an Optuna study over one agent's hyperparameters on one env.
 
 Each trial trains one run (``<out>/trials/trial-NNNN/``) with values drawn from the agent's search
-space (:data:`rlrnn.hyperparams.SEARCH_SPACES`); the study's first trial is the agent's defaults.
+space (:data:`rlrnn.core.hyperparams.SEARCH_SPACES`); the study's first trial is the agent's
+defaults.
 Every periodic evaluation's return is reported to Optuna as an intermediate value, so a pruner can
 stop a run that is behind the others at the same env step.
 
-What a study is for and how a run is scored: :mod:`rlrnn.tune_setup`.
+What a study is for and how a run is scored: :mod:`rlrnn.tools.tune_setup`.
 
 Workers are processes: :func:`run_worker` is one, on any machine; they share the study through
-its storage (:mod:`rlrnn.storage`). SIGINT / SIGTERM end a worker's current trial after the
+its storage (:mod:`rlrnn.tools.storage`). SIGINT / SIGTERM end a worker's current trial after the
 current update (the trial is marked failed, so the same command later runs it again) and leave
 the storage consistent.
 """
@@ -25,12 +26,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from rlrnn.core.hyperparams import Choice, LogRange, Variants
+from rlrnn.core.safety import StopSignals
+from rlrnn.core.training import train
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted
-from rlrnn.hyperparams import Choice, LogRange, Variants
-from rlrnn.safety import StopSignals
-from rlrnn.storage import open_storage, owner, quiet_optuna, release_dead
-from rlrnn.training import train
-from rlrnn.tune_setup import Setup, intermediate_value, score
+from rlrnn.tools.storage import open_storage, owner, quiet_optuna, release_dead
+from rlrnn.tools.tune_setup import Setup, intermediate_value, score
 
 ALIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 

@@ -2,7 +2,7 @@
 
 They train through ``rlrnn train --agent sb3-ppo | sb3-recurrentppo`` into the same run layout
 (``config.json``, ``best.pt``, ``final.pt``, ``summary.json``, ``tb/``), are judged by the same
-evaluator on the same schedule, and load back with :func:`rlrnn.checkpoint.load_checkpoint`.
+evaluator on the same schedule, and load back with :func:`rlrnn.core.checkpoint.load_checkpoint`.
 
 rlrnn's config fields map onto SB3's arguments: ``num_envs`` -> ``n_envs``, ``num_steps`` ->
 ``n_steps``, ``num_minibatches`` -> ``batch_size = n_envs * n_steps / num_minibatches``,
@@ -37,11 +37,11 @@ from torch.utils.tensorboard import SummaryWriter
 
 import envs  # noqa: F401  (registers PositionOnlyCartPole-v1 with gymnasium)
 from agents.registry import ACTIVATIONS
-from rlrnn.checkpoint import describe_mismatch, env_signature, write_checkpoint
-from rlrnn.config import RunConfig
+from rlrnn.core.checkpoint import describe_mismatch, env_signature, write_checkpoint
+from rlrnn.core.config import RunConfig
+from rlrnn.core.training import EvaluationHook, EvaluationLog, progress_bar, resolve_device
 from rlrnn.errors import UsageError
 from rlrnn.files import atomic_write_text
-from rlrnn.training import EvaluationHook, EvaluationLog, progress_bar, resolve_device
 
 Normalizer = Callable[[np.ndarray], np.ndarray]
 
@@ -244,7 +244,7 @@ def train_sb3(
     on_evaluation: EvaluationHook | None = None,
 ) -> dict[str, Any]:
     """Train an SB3 reference agent into ``run_dir``; returns the same summary as rlrnn's
-    (``on_evaluation`` as in :func:`rlrnn.training.train`)."""
+    (``on_evaluation`` as in :func:`rlrnn.core.training.train`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)

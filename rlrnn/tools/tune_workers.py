@@ -1,8 +1,9 @@
 """The worker processes of one study on this machine, and the progress display.
 
-``--workers N`` starts N processes of :func:`rlrnn.tune.run_worker` (one runs in this process);
-they share the study through its storage, as workers on other machines do. Each child runs in a
-session of its own, so a Ctrl-C at the terminal reaches only this process, which passes each
+``--workers N`` starts N processes of :func:`rlrnn.tools.tune.run_worker` (one runs in this
+process); they share the study through its storage, as workers on other machines do. Each
+child runs in a session of its own, so a Ctrl-C at the terminal reaches only this process, which
+passes each
 signal on once: the first ends every worker's trial after its current update, a second stops them
 at once. Meanwhile this process reads the study to show trials done, the best score and the
 number pruned.
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from envs.batched import EnvError
 from rlrnn.errors import UsageError
-from rlrnn.tune import Job, best_trial, load, run_worker
+from rlrnn.tools.tune import Job, best_trial, load, run_worker
 
 POLL_S = 1.0  # how often the display reads the study
 
@@ -83,7 +84,7 @@ def _run_children(job: Job, workers: int, progress: Progress) -> tuple[int, list
     children = []
     for index in range(workers):
         child = subprocess.Popen(
-            [sys.executable, "-m", "rlrnn.tune_workers", str(index)],
+            [sys.executable, "-m", "rlrnn.tools.tune_workers", str(index)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             start_new_session=True,  # terminal signals come through this process, once

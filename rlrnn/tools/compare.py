@@ -1,13 +1,14 @@
 """``rlrnn compare``: several agents over several seeds on one env, judged the same way.
 
 Each (agent, seed) trains into ``<out>/runs/<agent>-s<seed>/`` with the agent's tuned defaults
-(:mod:`rlrnn.hyperparams`), in worker processes side by side (:mod:`rlrnn.workers`: a Ctrl-C or
-SIGTERM stops them all cleanly); a finished run whose config matches is re-used and a stopped one
-resumed, so re-running a comparison only trains what is missing. A run folder that stopped before
-its first checkpoint is cleared of the files rlrnn wrote there, only if rlrnn's marker shows it
-made the folder, and saying so (:mod:`rlrnn.rundir`). Every run's final and best checkpoints are
-then evaluated on the same ``episodes`` fresh episodes, and the report folder gets
-``learning_curves.png``, ``results.csv``, ``results.md``, ``report.json`` and ``configs/``.
+(:mod:`rlrnn.core.hyperparams`), in worker processes side by side (:mod:`rlrnn.tools.workers`: a
+Ctrl-C or SIGTERM stops them all cleanly); a finished run whose config matches is re-used and a
+stopped one resumed, so re-running a comparison only trains what is missing. A run folder that
+stopped before its first checkpoint is cleared of the files rlrnn wrote there, only if rlrnn's
+marker shows it made the folder, and saying so (:mod:`rlrnn.core.rundir`). Every run's final and
+best checkpoints are then evaluated on the same ``episodes`` fresh episodes, and the report
+folder gets ``learning_curves.png``, ``results.csv``, ``results.md``, ``report.json`` and
+``configs/``.
 
 Statistics across seeds: the mean with a 95% percentile-bootstrap confidence interval over seeds,
 and the interquartile mean (IQM) of all final-evaluation episodes pooled over seeds.
@@ -35,10 +36,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rlrnn.checkpoint import load_checkpoint
-from rlrnn.config import AGENT_NAMES, SB3_AGENTS, RunConfig, config_differences
+from rlrnn.core.checkpoint import load_checkpoint
+from rlrnn.core.config import AGENT_NAMES, SB3_AGENTS, RunConfig, config_differences
+from rlrnn.core.evaluation import evaluate
+from rlrnn.core.hyperparams import default_config
+from rlrnn.core.rundir import RunLock, claim_run_dir, clear_run, made_by_rlrnn, rlrnn_files
+from rlrnn.core.training import LAST, train
 from rlrnn.errors import Interrupted, UsageError
-from rlrnn.evaluation import evaluate
 from rlrnn.files import (
     atomic_write_text,
     check_can_create,
@@ -46,11 +50,8 @@ from rlrnn.files import (
     read_json,
     save_figure,
 )
-from rlrnn.hyperparams import default_config
-from rlrnn.rundir import RunLock, claim_run_dir, clear_run, made_by_rlrnn, rlrnn_files
-from rlrnn.stability import pooled_stays_solved, stability
-from rlrnn.training import LAST, train
-from rlrnn.workers import Stopped, run_tasks
+from rlrnn.tools.stability import pooled_stays_solved, stability
+from rlrnn.tools.workers import Stopped, run_tasks
 
 DEFAULT_AGENTS = ("mlp", "framestack", "lstm")
 FULL_AGENTS = AGENT_NAMES
@@ -275,7 +276,7 @@ def run_all(
 ) -> list[dict[str, Any]]:
     """Run ``specs`` on ``workers`` processes (in this one when 1); records in ``specs`` order.
 
-    SIGINT / SIGTERM stop every run cleanly (:mod:`rlrnn.workers`) and raise
+    SIGINT / SIGTERM stop every run cleanly (:mod:`rlrnn.tools.workers`) and raise
     :class:`Interrupted` saying what finished and that ``resume_command`` goes on from there.
     """
     records: dict[int, dict[str, Any]] = {}
@@ -483,7 +484,7 @@ def plot_learning_curves(
     groups: dict[str, list[dict[str, Any]]], env_id: str, threshold: float | None, path: Path
 ) -> None:
     """Evaluation return vs env steps and vs training seconds: mean and 95% bootstrap band."""
-    from rlrnn.plots import plt
+    from rlrnn.core.plots import plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=120)
     colors = plt.get_cmap("tab10").colors

@@ -2,7 +2,7 @@
 
 Each frame carries an overlay: the step, the return so far and, for a recurrent agent on the
 cart-pole, the two velocities the agent cannot see (true, from the simulator) next to what a
-linear probe reads out of the agent's hidden state (:mod:`rlrnn.probe`).
+linear probe reads out of the agent's hidden state (:mod:`rlrnn.tools.probe`).
 
 SIGINT and SIGTERM stop a playback at once, discarding the recording in progress (an existing
 file of that name is left as it was): SDL, which pygame starts for the renderer, is told to
@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 from agents import ActorCritic
+from rlrnn.core.evaluation import Policy
+from rlrnn.core.memory import check_fits
+from rlrnn.core.safety import RaiseOnSignals
 from rlrnn.errors import Interrupted, UsageError, WriteFailed
-from rlrnn.evaluation import Policy
 from rlrnn.files import TempOutput, atomic_output, check_output_path, os_error, write_failed
-from rlrnn.memory import check_fits
-from rlrnn.safety import RaiseOnSignals
 
 if TYPE_CHECKING:
-    from rlrnn.probe import VelocityProbe
+    from rlrnn.tools.probe import VelocityProbe
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 GIF_COLORS = 64  # palette size of each GIF frame: the cart-pole has few colours
@@ -503,7 +503,7 @@ def _play_episodes(
     device: torch.device | str,
 ) -> RenderResult:
     """:func:`play` once its arguments are checked and ``env`` is made."""
-    from rlrnn.probe import agent_step, fit_velocity_probe, has_cartpole_state
+    from rlrnn.tools.probe import agent_step, fit_velocity_probe, has_cartpole_state
 
     if any(Path(str(t)).suffix.lower() == ".gif" for t in targets):
         _check_gif_memory(env, env_id, episodes, max_steps)

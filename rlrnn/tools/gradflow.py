@@ -23,13 +23,13 @@ from torch import Tensor, nn
 from agents import LSTM, ActorCritic, Core, RecurrentState, make_core
 from agents.registry import AGENTS, AgentError
 from envs import make_batched_env
-from rlrnn.checkpoint import build_agent, checkpoint_path
+from rlrnn.core.checkpoint import build_agent, checkpoint_path
+from rlrnn.core.evaluation import evaluate
+from rlrnn.core.hyperparams import default_config
+from rlrnn.core.ppo import RecurrentPPO
 from rlrnn.errors import UsageError
-from rlrnn.evaluation import evaluate
 from rlrnn.files import check_output_path, save_figure
-from rlrnn.hyperparams import default_config
-from rlrnn.ppo import RecurrentPPO
-from rlrnn.probe import load_agent
+from rlrnn.tools.probe import load_agent
 
 
 @dataclass(frozen=True)
@@ -375,7 +375,7 @@ def gradflow_command(
     """``rlrnn gradflow``: curves for trained runs' cores and fresh ones, the clipping runs,
     a figure and a report. ``cores=None`` means rnn, gru and lstm when no run is given;
     ``env_id=None``: the runs' env, else PositionOnlyCartPole-v1."""
-    from rlrnn.memory import check_fits
+    from rlrnn.core.memory import check_fits
 
     check_output_path(out, (".png",), "figure")
     if torch.device(device).type == "cpu":

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 
 from agents import ActorCritic, RecurrentState, RunningNorm, sample_categorical
 from envs import BatchedEnv
-from rlrnn.config import PPOConfig
-from rlrnn.gae import bootstrap_truncated, compute_gae
+from rlrnn.core.config import PPOConfig
+from rlrnn.core.gae import bootstrap_truncated, compute_gae
 
 KL_LR_FACTOR = 1.5  # how far one minibatch moves the KL-adaptive learning rate
 KL_LR_BOUNDS = (1e-5, 1e-2)  # the KL-adaptive learning rate stays within these

@@ -21,7 +21,7 @@ from torch import Tensor
 from agents import ActorCritic, RecurrentState
 from envs import TensorCartPole, make_batched_env
 from envs.batched import TENSOR_CARTPOLES
-from rlrnn.checkpoint import build_agent, checkpoint_path, load_checkpoint
+from rlrnn.core.checkpoint import build_agent, checkpoint_path, load_checkpoint
 from rlrnn.errors import UsageError
 from rlrnn.files import check_output_path, save_figure
 
@@ -405,7 +405,7 @@ def probe_command(
 ) -> dict[str, Any]:
     """``rlrnn probe``: probe a run (and baselines along its trajectories), plot, report;
     ``env_id`` replaces the run's own env (a cart-pole of the same sizes)."""
-    from rlrnn.memory import check_fits
+    from rlrnn.core.memory import check_fits
 
     path = checkpoint_path(run, checkpoint)
     out = Path(out) if out is not None else path.parent / "probe.png"

@@ -27,7 +27,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from rlrnn.config import config_differences
+from rlrnn.core.config import config_differences
 from rlrnn.errors import UsageError
 
 JOURNAL = "journal:"

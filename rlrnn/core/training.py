@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from agents import ActorCritic
 from envs import make_batched_env
-from rlrnn.checkpoint import (
+from rlrnn.core.checkpoint import (
     build_agent,
     checkpoint_config,
     env_signature,
@@ -31,13 +31,13 @@ from rlrnn.checkpoint import (
     save_checkpoint,
     write_checkpoint,
 )
-from rlrnn.config import SB3_AGENTS, RunConfig, config_differences
+from rlrnn.core.config import SB3_AGENTS, RunConfig, config_differences
+from rlrnn.core.evaluation import evaluate
+from rlrnn.core.ppo import RecurrentPPO
+from rlrnn.core.rundir import RunLock, claim_run_dir, temp_files
+from rlrnn.core.safety import DivergenceGuard, StopSignals, all_finite
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
-from rlrnn.evaluation import evaluate
 from rlrnn.files import atomic_write_text
-from rlrnn.ppo import RecurrentPPO
-from rlrnn.rundir import RunLock, claim_run_dir, temp_files
-from rlrnn.safety import DivergenceGuard, StopSignals, all_finite
 
 
 def resolve_device(name: str) -> torch.device:
@@ -155,7 +155,7 @@ def train(
     ``resume`` continues the run saved in ``run_dir/last.pt``: on a CPU, interrupting and
     resuming gives the same weights as an uninterrupted run. SIGINT / SIGTERM stop the run after
     the current update with ``last.pt`` and ``summary.json`` written (:class:`TrainingInterrupted`).
-    The run holds the folder's lock throughout (:class:`rlrnn.rundir.RunLock`): a second writer
+    The run holds the folder's lock throughout (:class:`rlrnn.core.rundir.RunLock`): a second writer
     is refused. ``on_evaluation`` sees every periodic evaluation (a tuner reports it and may
     prune the run): when it returns False the run ends there with ``"status": "stopped"``.
     """
@@ -174,7 +174,7 @@ def _train_locked(
     if config.agent.agent in SB3_AGENTS:
         if resume:
             raise UsageError(f"--resume is for rlrnn's agents; {config.agent.agent} runs restart")
-        from rlrnn.sb3 import train_sb3  # SB3 is imported only when needed
+        from rlrnn.core.sb3 import train_sb3  # SB3 is imported only when needed
 
         return train_sb3(config, run_dir, show_progress, on_evaluation)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from rlrnn.errors import Interrupted, TrainingDiverged, UsageError, WriteFailed
 
 if TYPE_CHECKING:  # the commands import their modules when they run
-    from rlrnn.claims import Claims
-    from rlrnn.compare import RunSpec
+    from rlrnn.tools.claims import Claims
+    from rlrnn.tools.compare import RunSpec
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 1
@@ -45,7 +45,7 @@ class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from rlrnn.config import add_config_arguments
+    from rlrnn.core.config import add_config_arguments
 
     p = sub.add_parser(
         "train",
@@ -80,7 +80,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from rlrnn.config import finite_float, seed_int
+    from rlrnn.core.config import finite_float, seed_int
 
     p = sub.add_parser(
         "evaluate",
@@ -132,8 +132,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
-    from rlrnn.compare import DEFAULT_AGENTS
-    from rlrnn.config import AGENT_NAMES, seed_int
+    from rlrnn.core.config import AGENT_NAMES, seed_int
+    from rlrnn.tools.compare import DEFAULT_AGENTS
 
     p = sub.add_parser(
         "compare",
@@ -174,14 +174,14 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_tune(sub: argparse._SubParsersAction) -> None:
-    from rlrnn.config import AGENT_NAMES
-    from rlrnn.tune_setup import OBJECTIVES
+    from rlrnn.core.config import AGENT_NAMES
+    from rlrnn.tools.tune_setup import OBJECTIVES
 
     p = sub.add_parser(
         "tune",
         help="tune an agent's hyperparameters: an Optuna study, on one machine or many",
         description="Run trials of an agent with hyperparameters drawn from its search space"
-        " (rlrnn/hyperparams.py), the first trial its defaults; prune runs that fall behind at"
+        " (rlrnn/core/hyperparams.py), the first trial its defaults; prune runs that fall behind at"
         " the periodic evaluations; write trials.csv, trials.md, history.png, importance.png"
         " and best.json (train it: python train.py --config best.json). The study lives in a"
         " storage: a journal file in --out by default, or --storage URL, which other processes"
@@ -246,13 +246,13 @@ def _add_agents(sub: argparse._SubParsersAction) -> None:
         "agents",
         help="list the agents and their tuned defaults",
         description="The agents --agent accepts, and what each one's tuned defaults change"
-        " (rlrnn/hyperparams.py); options on the command line override them.",
+        " (rlrnn/core/hyperparams.py); options on the command line override them.",
     )
     p.set_defaults(handler=_agents)
 
 
 def _add_probe(sub: argparse._SubParsersAction) -> None:
-    from rlrnn.config import finite_float, seed_int
+    from rlrnn.core.config import finite_float, seed_int
 
     p = sub.add_parser(
         "probe",
@@ -292,7 +292,7 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_gradflow(sub: argparse._SubParsersAction) -> None:
-    from rlrnn.config import finite_float, seed_int
+    from rlrnn.core.config import finite_float, seed_int
 
     p = sub.add_parser(
         "gradflow",
@@ -366,13 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
-    from rlrnn.checkpoint import env_id_from_file
-    from rlrnn.config import config_from_args, load_config_file
+    from rlrnn.core.checkpoint import env_id_from_file
+    from rlrnn.core.config import config_from_args, load_config_file
+    from rlrnn.core.hyperparams import default_config
+    from rlrnn.core.memory import check_training_memory
+    from rlrnn.core.rundir import prepare_run_dir
+    from rlrnn.core.training import LAST, check_resume, resolve_device, saved_run, train
     from rlrnn.files import make_writable_dir
-    from rlrnn.hyperparams import default_config
-    from rlrnn.memory import check_training_memory
-    from rlrnn.rundir import prepare_run_dir
-    from rlrnn.training import LAST, check_resume, resolve_device, saved_run, train
 
     if args.resume is not None:
         if args.run_dir or args.run_name:
@@ -406,7 +406,7 @@ def _train(args: argparse.Namespace) -> int:
         summary = train(
             config, run_dir, show_progress=not args.quiet, resume=args.resume is not None
         )
-        from rlrnn.plots import plot_learning_curve  # matplotlib: 1-2 s, so only now
+        from rlrnn.core.plots import plot_learning_curve  # matplotlib: 1-2 s, so only now
 
         plot_learning_curve(summary, run_dir / "learning_curve.png")
     except WriteFailed as e:
@@ -443,11 +443,11 @@ def _describe(s: dict, run_dir: Path) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
-    from rlrnn.checkpoint import checkpoint_path, load_checkpoint
-    from rlrnn.evaluation import evaluate
-    from rlrnn.memory import check_acting_memory
-    from rlrnn.rendering import RenderRequest
-    from rlrnn.training import resolve_device
+    from rlrnn.core.checkpoint import checkpoint_path, load_checkpoint
+    from rlrnn.core.evaluation import evaluate
+    from rlrnn.core.memory import check_acting_memory
+    from rlrnn.core.training import resolve_device
+    from rlrnn.tools.rendering import RenderRequest
 
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
@@ -525,11 +525,11 @@ def _evaluation_table(r: dict) -> str:
 
 def _compare(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
-    from rlrnn import compare
-    from rlrnn.claims import run_claimed
+    from rlrnn.core.memory import check_acting_memory
+    from rlrnn.core.training import resolve_device
     from rlrnn.files import make_writable_dir
-    from rlrnn.memory import check_acting_memory
-    from rlrnn.training import resolve_device
+    from rlrnn.tools import compare
+    from rlrnn.tools.claims import run_claimed
 
     check_env_id(args.env_id)
     device = resolve_device(args.device)
@@ -592,7 +592,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _claims(args: argparse.Namespace, specs: list[RunSpec]) -> Claims | None:
     """The shared queue of ``specs`` in ``--storage`` (None without it)."""
-    from rlrnn.claims import Claims
+    from rlrnn.tools.claims import Claims
 
     if args.storage is None:
         if args.study is not None:
@@ -612,14 +612,14 @@ def _claims(args: argparse.Namespace, specs: list[RunSpec]) -> Claims | None:
 def _tune(args: argparse.Namespace) -> int:
     from envs import make_batched_env
     from envs.batched import check_env_id
-    from rlrnn import storage as st
-    from rlrnn import tune
+    from rlrnn.core.hyperparams import default_config, search_space, with_values
+    from rlrnn.core.training import resolve_device
     from rlrnn.files import make_writable_dir
-    from rlrnn.hyperparams import default_config, search_space, with_values
-    from rlrnn.training import resolve_device
-    from rlrnn.tune_report import describe, write_report
-    from rlrnn.tune_setup import Setup, check_space
-    from rlrnn.tune_workers import run_local
+    from rlrnn.tools import storage as st
+    from rlrnn.tools import tune
+    from rlrnn.tools.tune_report import describe, write_report
+    from rlrnn.tools.tune_setup import Setup, check_space
+    from rlrnn.tools.tune_workers import run_local
 
     for name in ("trials", "workers", "max_trials", "total_timesteps", "eval_interval"):
         value = getattr(args, name)
@@ -687,8 +687,8 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _agents(args: argparse.Namespace) -> int:
     from agents import AGENTS
-    from rlrnn.config import SB3_AGENTS
-    from rlrnn.hyperparams import describe
+    from rlrnn.core.config import SB3_AGENTS
+    from rlrnn.core.hyperparams import describe
 
     descriptions = {name: text for name, (_, text) in AGENTS.items()} | SB3_AGENTS
     for name, text in descriptions.items():
@@ -697,8 +697,8 @@ def _agents(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from rlrnn import probe
-    from rlrnn.training import resolve_device
+    from rlrnn.core.training import resolve_device
+    from rlrnn.tools import probe
 
     report = probe.probe_command(
         args.run, args.checkpoint, args.episodes, args.seed, args.test_fraction, args.alpha,
@@ -710,8 +710,8 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _gradflow(args: argparse.Namespace) -> int:
-    from rlrnn import gradflow
-    from rlrnn.training import resolve_device
+    from rlrnn.core.training import resolve_device
+    from rlrnn.tools import gradflow
 
     report = gradflow.gradflow_command(
         args.runs, args.checkpoint, args.cores, args.hidden_size, args.num_layers,

@@ -18,7 +18,7 @@ from agents.registry import ACTIVATIONS, LSTM_AGENTS
 from rlrnn.errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
-# The reference agents, trained by Stable-Baselines3 / sb3-contrib (see rlrnn.sb3).
+# The reference agents, trained by Stable-Baselines3 / sb3-contrib (see rlrnn.core.sb3).
 SB3_AGENTS = {
     "sb3-ppo": "Stable-Baselines3 PPO, MlpPolicy (feedforward)",
     "sb3-recurrentppo": "sb3-contrib RecurrentPPO, MlpLstmPolicy",

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from rlrnn.core.ppo import RecurrentPPO
 from rlrnn.errors import Interrupted, TrainingDiverged
-from rlrnn.ppo import RecurrentPPO
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

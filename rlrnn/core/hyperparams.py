@@ -1,8 +1,8 @@
 """Each agent's tuned defaults for the position-only cart-pole, in one place.
 
 In the spirit of rl-baselines3-zoo's hyperparameter files: an entry lists only what differs from
-:class:`rlrnn.config.RunConfig`'s defaults (which are the ``lstm`` agent's), in the same sections
-as ``config.json``. Options given on the command line override these.
+:class:`rlrnn.core.config.RunConfig`'s defaults (which are the ``lstm`` agent's), in the same
+sections as ``config.json``. Options given on the command line override these.
 
 How the rlrnn entries were chosen: ``benchmarks/tune.py`` (3 seeds, time to solve), the
 ``compare --full`` report in the README, and ``benchmarks/stability.py`` (final weights and
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from rlrnn.config import RunConfig
+from rlrnn.core.config import RunConfig
 from rlrnn.errors import UsageError
 
 # The previous rlrnn recipe: where staying solved was measured no better with the new one.

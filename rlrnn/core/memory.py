@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from rlrnn.config import RunConfig
+from rlrnn.core.config import RunConfig
 from rlrnn.errors import UsageError
 
 LIMIT = 0.8  # of the memory available when the command starts

@@ -1,0 +1,5 @@
+import sys
+
+from rlrnn.cli import main
+
+sys.exit(main())
