@@ -13,9 +13,9 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from rlrnn.core.checkpoint import load_checkpoint
 from rlrnn.core.evaluation import evaluate
 from rlrnn.core.hyperparams import default_config
+from rlrnn.core.loading import load_checkpoint
 from rlrnn.core.training import train
 
 

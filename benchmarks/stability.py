@@ -23,10 +23,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rlrnn.core.checkpoint import load_checkpoint
-from rlrnn.core.config import RunConfig, add_config_arguments, config_from_args
+from rlrnn.cli.options import add_config_arguments, config_from_args
+from rlrnn.core.config import RunConfig
 from rlrnn.core.evaluation import evaluate
 from rlrnn.core.hyperparams import default_config
+from rlrnn.core.loading import load_checkpoint
 from rlrnn.core.training import train
 from rlrnn.tools.stability import Stability, pooled_stays_solved, stability
 from rlrnn.tools.workers import Stopped, run_tasks

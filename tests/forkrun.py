@@ -26,9 +26,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 PRELOADED = (  # everything the commands import, eagerly or lazily
     "torch", "gymnasium", "matplotlib.pyplot", "PIL.Image", "imageio_ffmpeg",
-    "rlrnn.core.checkpoint", "rlrnn.core.plots", "rlrnn.core.sb3", "rlrnn.core.training",
-    "rlrnn.tools.compare", "rlrnn.tools.gradflow", "rlrnn.tools.probe", "rlrnn.tools.rendering",
-    "rlrnn.cli",
+    "rlrnn.core.loading", "rlrnn.core.plots", "rlrnn.core.sb3", "rlrnn.core.training",
+    "rlrnn.tools.claims", "rlrnn.tools.compare_report", "rlrnn.tools.gradflow_report",
+    "rlrnn.tools.probe_report", "rlrnn.tools.rendering", "rlrnn.tools.tune_report",
+    "rlrnn.tools.tune_workers", "rlrnn.cli",
 )  # fmt: skip
 for _module in PRELOADED:
     importlib.import_module(_module)

@@ -17,12 +17,12 @@ from stable_baselines3.common.monitor import Monitor
 
 from envs import PositionOnlyCartPoleEnv
 from rlrnn.cli import main
-from rlrnn.core.checkpoint import load_checkpoint
 from rlrnn.core.config import AGENT_NAMES
 from rlrnn.core.evaluation import evaluate
 from rlrnn.core.hyperparams import HYPERPARAMS, default_config
+from rlrnn.core.loading import load_checkpoint
 from rlrnn.core.sb3 import SB3Policy
-from rlrnn.tools.compare import bootstrap_ci, iqm
+from rlrnn.tools.compare_report import bootstrap_ci, iqm
 from rlrnn.tools.stability import pooled_stays_solved, stability
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,10 +10,10 @@ import dataclasses
 
 import pytest
 
-from rlrnn.core.checkpoint import load_checkpoint
 from rlrnn.core.config import AgentConfig, RunConfig
 from rlrnn.core.evaluation import evaluate
 from rlrnn.core.hyperparams import default_config
+from rlrnn.core.loading import load_checkpoint
 from rlrnn.core.training import train
 from rlrnn.tools.stability import stability
 

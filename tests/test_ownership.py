@@ -13,8 +13,8 @@ import pytest
 from processes import start_training, wait_for
 
 from rlrnn.cli import main
-from rlrnn.core.checkpoint import load_checkpoint
 from rlrnn.core.config import PPOConfig, RunConfig
+from rlrnn.core.loading import load_checkpoint
 from rlrnn.core.rundir import LOCK, MARKER, RunLock, made_by_rlrnn, prepare_run_dir
 from rlrnn.core.training import train
 from rlrnn.errors import UsageError

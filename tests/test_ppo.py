@@ -9,8 +9,9 @@ import torch
 
 from agents import RunningNorm
 from envs import make_batched_env
-from rlrnn.core.checkpoint import build_agent, load_checkpoint, save_checkpoint
+from rlrnn.core.checkpoint import save_checkpoint
 from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.core.loading import build_agent, load_checkpoint
 from rlrnn.core.ppo import KL_LR_BOUNDS, KL_LR_FACTOR, EpisodeStats, RecurrentPPO
 from rlrnn.core.training import train
 from rlrnn.errors import UsageError

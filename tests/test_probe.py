@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from rlrnn.cli import main
-from rlrnn.core.checkpoint import build_agent
 from rlrnn.core.config import AgentConfig, RunConfig
+from rlrnn.core.loading import build_agent
 from rlrnn.errors import UsageError
 from rlrnn.tools.probe import (
     ALPHAS,

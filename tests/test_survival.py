@@ -16,8 +16,9 @@ import torch
 from processes import start_training, wait_for
 
 from rlrnn.cli import main
-from rlrnn.core.checkpoint import FORMAT_VERSION, load_checkpoint, read_checkpoint
+from rlrnn.core.checkpoint import FORMAT_VERSION, read_checkpoint
 from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.core.loading import load_checkpoint
 from rlrnn.core.ppo import RecurrentPPO
 from rlrnn.core.training import train
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError

@@ -1,17 +1,16 @@
-"""Checkpoints a user can download and share safely.
+"""Checkpoints a user can download and share safely: the file format and its checks.
 
 A checkpoint is one ``torch.save`` file holding only tensors, strings and numbers: the weights,
 the run config as JSON, and the env signature. It is loaded with ``weights_only=True``, so
 opening it never runs code from the file, and the env its config names is made only if that runs
 no module the user did not choose (:func:`env_id_from_file`). Its sizes are checked before
-anything is allocated: the weights' shapes against the config (on the meta device, which
-allocates nothing), the model against the memory available. Every file is written to a
-temporary name and renamed, so a crash leaves either the old file or the new one, never half.
+anything is allocated: the file against the memory available here, the weights' shapes against
+the config beside it (:mod:`rlrnn.core.loading`, which builds and loads agents). Every file is
+written to a temporary name and renamed, so a crash leaves either the old file or the new one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shlex
 from pathlib import Path
@@ -19,10 +18,9 @@ from typing import Any
 
 import torch
 
-from agents import ActorCritic, make_agent
-from envs.batched import EnvError, is_registered
-from rlrnn.core.config import SB3_AGENTS, RunConfig
-from rlrnn.core.evaluation import Policy
+from agents import ActorCritic
+from envs.batched import env_sizes, is_registered
+from rlrnn.core.config import RunConfig
 from rlrnn.core.memory import check_fits
 from rlrnn.errors import UsageError
 from rlrnn.files import atomic_write
@@ -67,24 +65,6 @@ def save_checkpoint(
 ) -> None:
     env = env_signature(agent.obs_dim, agent.num_actions, config.env_id)
     write_checkpoint(path, config, env, agent.state_dict(), extra)
-
-
-def build_agent(config: RunConfig, obs_dim: int, num_actions: int) -> ActorCritic:
-    a = config.agent
-    return make_agent(
-        a.agent,
-        obs_dim,
-        num_actions,
-        hidden_size=a.hidden_size,
-        num_layers=a.num_layers,
-        backend=a.backend,
-        shared_core=a.shared_core,
-        pi_hidden=a.pi_hidden,
-        vf_hidden=a.vf_hidden,
-        activation=a.activation,
-        normalize_obs=a.normalize_obs,
-        frame_stack=a.frame_stack,
-    )
 
 
 def checkpoint_path(run: Path, which: str = "best") -> Path:
@@ -144,14 +124,6 @@ def env_id_from_file(env_id: str, source: Path) -> str:
     )
 
 
-def expected_weights(config: RunConfig, obs_dim: int, num_actions: int) -> dict[str, torch.Size]:
-    """The name and shape of every tensor of the agent ``config`` describes, allocating nothing
-    (the agent is built on the meta device)."""
-    with torch.device("meta"):
-        agent = build_agent(config, obs_dim, num_actions)
-    return {k: v.shape for k, v in agent.state_dict().items()}
-
-
 def describe_mismatch(expected: dict[str, torch.Size], found: dict[str, torch.Tensor]) -> str:
     """What differs between the weights an agent has (name -> shape) and the weights a file
     holds."""
@@ -182,8 +154,6 @@ def check_env(
 ) -> None:
     """Refuse to play a checkpoint on an env whose observations or actions differ in size from
     those its weights were made for (``saved``: the env signature); ``env_id`` must be trusted."""
-    from envs.batched import env_sizes
-
     here = dict(zip(("obs_dim", "num_actions"), env_sizes(env_id), strict=True))
     wrong = [key for key in here if int(saved[key]) != here[key]]
     if not wrong:
@@ -201,55 +171,3 @@ def check_env(
     raise UsageError(
         f"{path} was trained on {trained_on}, which does not fit {env_id}: {', '.join(differs)}"
     )
-
-
-def load_checkpoint(
-    path: Path, device: torch.device | str = "cpu", env_id: str | None = None
-) -> tuple[Policy, RunConfig, dict[str, Any]]:
-    """Load a checkpoint file into a fresh policy; every way it can be wrong is a UsageError.
-
-    ``env_id`` is the env the caller will play on, from its command line (trusted); None plays
-    on the checkpoint's own, which must be registered (:func:`env_id_from_file`). Either way the
-    env must fit the weights. The returned config is the file's (its ``env_id`` is what the
-    agent was trained on).
-
-    The policy is an :class:`ActorCritic` for rlrnn's agents and an
-    :class:`rlrnn.core.sb3.SB3Policy` for the reference agents; both act through ``initial_state``
-    / ``act``
-    and ``predict``.
-    """
-    payload = read_checkpoint(path)
-    config = checkpoint_config(payload, path)
-    try:
-        env = payload["env"]
-        obs_dim, num_actions = int(env["obs_dim"]), int(env["num_actions"])
-        weights = payload["model"]
-        if not isinstance(weights, dict) or not all(
-            isinstance(v, torch.Tensor) for v in weights.values()
-        ):
-            raise UsageError(f"checkpoint {path} is damaged: its weights are not tensors")
-        extra = json.loads(payload.get("extra", "{}"))
-        play_env = env_id or env_id_from_file(config.env_id, path)
-        check_env(path, env, play_env, config.env_id)
-        if config.agent.agent in SB3_AGENTS:
-            from rlrnn.core.sb3 import load_sb3_policy  # SB3 is imported only when needed
-
-            played = dataclasses.replace(config, env_id=play_env)
-            policy = load_sb3_policy(played, weights, payload.get("obs_rms"), device, path)
-            return policy, config, extra
-        expected = expected_weights(config, obs_dim, num_actions)
-        if set(weights) != set(expected) or any(weights[k].shape != v for k, v in expected.items()):
-            a = config.agent
-            raise UsageError(
-                f"checkpoint {path} does not match its agent {a.agent} (hidden_size"
-                f" {a.hidden_size}, num_layers {a.num_layers}, {obs_dim} observations):"
-                f" {describe_mismatch(expected, weights)}"
-            )
-        agent = build_agent(config, obs_dim, num_actions)  # no bigger than the file's weights
-        agent.load_state_dict(weights)
-    except (UsageError, EnvError):
-        raise
-    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"checkpoint {path} does not match its agent: {first_line}") from None
-    return agent.to(device), config, extra

@@ -5,13 +5,13 @@ Defaults are tuned for the position-only cart-pole (see the README's benchmark s
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, get_type_hints
+
+import torch
 
 from agents import AGENTS, BACKENDS
 from agents.registry import ACTIVATIONS, LSTM_AGENTS
@@ -45,27 +45,6 @@ def check_seed(value: int, name: str = "seed") -> int:
     """``value`` if it is a usable seed (0 to 2**32 - 1), else a UsageError."""
     _require(0 <= value <= SEED_MAX, f"{name} must be in [0, 2**32 - 1], got {value}")
     return value
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a float that is a number (nan and inf are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return value
-
-
-def seed_int(text: str) -> int:
-    """argparse type: a seed (an integer in [0, 2**32 - 1])."""
-    try:
-        return check_seed(int(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    except UsageError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -281,7 +260,7 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
         if isinstance(a, dict) and isinstance(b, dict):
             out += config_differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            out.append(f"{prefix}{key} ({_show(a)} -> {_show(b)})")
+            out.append(f"{prefix}{key} ({show_value(a)} -> {show_value(b)})")
     return out
 
 
@@ -293,74 +272,15 @@ def _tuples(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
-# ---------------------------------------------------------------- command-line options
-
-_SECTIONS = (("agent", AgentConfig), ("ppo", PPOConfig), (None, RunConfig))
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per config field (``--no-flag`` for booleans), defaults shown in help."""
-    for section, cls in _SECTIONS:
-        group = parser.add_argument_group(cls.__doc__.strip().rstrip("."))
-        hints = get_type_hints(cls)
-        for f in fields(cls):
-            if cls is RunConfig and f.name in ("agent", "ppo"):
-                continue
-            kind = hints[f.name]
-            kwargs: dict[str, Any] = {  # argparse keyword arguments
-                "dest": f"{section}.{f.name}" if section else f.name,
-                "default": argparse.SUPPRESS,
-                "help": f"{f.metadata['help']} (default: {_show(f.default)})",
-                "metavar": f.name.upper(),
-            }
-            if "choices" in f.metadata:
-                kwargs["choices"] = f.metadata["choices"]
-                del kwargs["metavar"]
-            if kind is bool:
-                kwargs["action"] = argparse.BooleanOptionalAction
-                kwargs.pop("metavar", None)
-            elif kind == tuple[int, ...]:
-                kwargs.update(type=int, nargs="+")
-            elif kind is float:
-                kwargs["type"] = finite_float
-            else:
-                kwargs["type"] = kind
-            flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
-            group.add_argument(*flags, **kwargs)
-
-
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A config value as the command line writes it (a tuple as its items, space-separated)."""
     return " ".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
 
 
-def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
-    """Apply the options the user gave on top of ``base`` (the defaults when None)."""
-    base = base or RunConfig()
-    sections: dict[str | None, dict[str, Any]] = {None: {}, "agent": {}, "ppo": {}}
-    top_level = {f.name for f in fields(RunConfig)} - {"agent", "ppo"}
-    for key, value in vars(args).items():
-        section, _, name = key.rpartition(".")
-        if section or name in top_level:
-            sections[section or None][name] = tuple(value) if isinstance(value, list) else value
-    agent = dataclasses.replace(base.agent, **sections["agent"])
-    ppo = dataclasses.replace(base.ppo, **sections["ppo"])
-    return dataclasses.replace(base, agent=agent, ppo=ppo, **sections[None])
-
-
-def load_config_file(path: Path) -> RunConfig:
-    """The config in ``path``: a run's ``config.json``, or a tuned file (``rlrnn tune``'s
-    ``best.json``: the same with a ``"tuned"`` entry saying where it came from)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--config {path}: no such file")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UsageError(f"--config {path}: not a JSON file") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: not a config (a JSON object of config.json's form)")
-    data.pop("tuned", None)
-    try:
-        return RunConfig.from_dict(data)
-    except UsageError as e:
-        raise UsageError(f"--config {path}: {e}") from None
+def resolve_device(name: str) -> torch.device:
+    """The torch device a config's ``device`` names (``auto``: CUDA when present)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device 'cuda' asked for, but CUDA is not available on this machine")
+    return torch.device(name)

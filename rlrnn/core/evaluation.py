@@ -1,24 +1,15 @@
-"""Evaluation: play whole episodes with a policy on a batched env, one episode per environment."""
+"""Evaluation: play whole episodes with a policy on a batched env, one episode per environment
+(:func:`rlrnn.core.player.play`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from envs import make_batched_env
-
-
-class Policy(Protocol):
-    """What the evaluator needs of a policy: rlrnn's agents and the SB3 adapter both have it."""
-
-    def initial_state(self, batch_size: int, device: torch.device | str) -> Any: ...
-
-    def act(
-        self, obs: torch.Tensor, state: Any, episode_starts: torch.Tensor, deterministic: bool
-    ) -> tuple[torch.Tensor, Any]: ...
+from rlrnn.core.player import Policy, Step, play
 
 
 @dataclass(frozen=True)
@@ -68,28 +59,21 @@ def evaluate(
     noise = torch.Generator(device=device).manual_seed(seed)
 
     def observe(obs: torch.Tensor) -> torch.Tensor:
-        if obs_noise == 0:
-            return obs
         return obs + obs_noise * torch.randn(obs.shape, generator=noise, device=obs.device)
 
-    obs = env.reset(seed)
-    starts = torch.ones(episodes, device=device)
-    state = agent.initial_state(episodes, device)
     returns = torch.zeros(episodes, device=device)
     lengths = torch.zeros(episodes, device=device)
     running = torch.ones(episodes, dtype=torch.bool, device=device)
-    step = 0
-    while True:
-        actions, state = agent.act(observe(obs), state, starts, deterministic)
-        result = env.step(actions)
-        returns += result.reward * running
-        lengths += running
-        running &= ~(result.terminated | result.truncated)
-        obs, starts = result.obs, (result.terminated | result.truncated).float()
-        step += 1
-        if step >= max_steps or (step % check_every == 0 and not running.any()):  # rare syncs
-            break
-    close = getattr(env, "close", None)
-    if close is not None:
-        close()
+
+    def count(step: Step) -> bool:
+        returns.add_(step.result.reward * running)
+        lengths.add_(running)
+        running.logical_and_(~(step.result.terminated | step.result.truncated))
+        # The one host sync, every check_every steps: is any first episode still going?
+        return (step.t + 1) % check_every != 0 or bool(running.any())
+
+    try:
+        play(agent, env, count, seed, deterministic, max_steps, observe if obs_noise else None)
+    finally:
+        env.close()
     return EvalResult(returns.cpu().numpy(), lengths.cpu().numpy())

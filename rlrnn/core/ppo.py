@@ -3,7 +3,8 @@
 Minibatches are sets of whole environment sequences replayed from the recurrent state stored at
 the start of the rollout: no padding, and the loss sees exactly the states the rollout acted with.
 Everything in ``collect_rollout`` and ``update`` stays on the config's device; the only host
-syncs are the statistics handed back once per iteration for logging.
+syncs are the statistics handed back once per iteration for logging. The rollout fills its
+storage in a loop of its own, with the step semantics of :mod:`rlrnn.core.player`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from agents import ActorCritic, RecurrentState, RunningNorm, sample_categorical
 from envs import BatchedEnv
 from rlrnn.core.config import PPOConfig
 from rlrnn.core.gae import bootstrap_truncated, compute_gae
+from rlrnn.core.player import episode_starts_after
 
 KL_LR_FACTOR = 1.5  # how far one minibatch moves the KL-adaptive learning rate
 KL_LR_BOUNDS = (1e-5, 1e-2)  # the KL-adaptive learning rate stays within these
@@ -138,7 +140,7 @@ class RecurrentPPO:
             term_buf[t], trunc_buf[t] = result.terminated, result.truncated
             return_buf[t] = self._episode_return.add_(result.reward)
             length_buf[t] = self._episode_length.add_(1)
-            starts = (result.terminated | result.truncated).float()
+            starts = episode_starts_after(result)
             self._episode_return.mul_(1 - starts)
             self._episode_length.mul_(1 - starts)
             obs = result.obs

@@ -2,7 +2,7 @@
 
 They train through ``rlrnn train --agent sb3-ppo | sb3-recurrentppo`` into the same run layout
 (``config.json``, ``best.pt``, ``final.pt``, ``summary.json``, ``tb/``), are judged by the same
-evaluator on the same schedule, and load back with :func:`rlrnn.core.checkpoint.load_checkpoint`.
+evaluator on the same schedule, and load back with :func:`rlrnn.core.loading.load_checkpoint`.
 
 rlrnn's config fields map onto SB3's arguments: ``num_envs`` -> ``n_envs``, ``num_steps`` ->
 ``n_steps``, ``num_minibatches`` -> ``batch_size = n_envs * n_steps / num_minibatches``,
@@ -38,8 +38,8 @@ from torch.utils.tensorboard import SummaryWriter
 import envs  # noqa: F401  (registers PositionOnlyCartPole-v1 with gymnasium)
 from agents.registry import ACTIVATIONS
 from rlrnn.core.checkpoint import describe_mismatch, env_signature, write_checkpoint
-from rlrnn.core.config import RunConfig
-from rlrnn.core.training import EvaluationHook, EvaluationLog, progress_bar, resolve_device
+from rlrnn.core.config import RunConfig, resolve_device
+from rlrnn.core.runlog import EvaluationHook, EvaluationLog, progress_bar
 from rlrnn.errors import UsageError
 from rlrnn.files import atomic_write_text
 
@@ -88,9 +88,7 @@ def _make_vec_env(config: RunConfig, num_envs: int) -> VecEnv:
 
 def build_model(config: RunConfig, vec_env: VecEnv, device: torch.device | str) -> BaseAlgorithm:
     """The SB3 algorithm that ``config`` describes, on ``vec_env``."""
-    a, p = config.agent, config.ppo
-    if a.backend != "custom":
-        raise UsageError(f"--backend applies to rlrnn's LSTM agents, not {a.agent!r}")
+    a, p = config.agent, config.ppo  # a.backend is "custom": the config refuses any other here
     lr, clip = p.learning_rate, p.clip_coef
     kwargs: dict[str, Any] = {
         "n_steps": p.num_steps,
@@ -244,7 +242,7 @@ def train_sb3(
     on_evaluation: EvaluationHook | None = None,
 ) -> dict[str, Any]:
     """Train an SB3 reference agent into ``run_dir``; returns the same summary as rlrnn's
-    (``on_evaluation`` as in :func:`rlrnn.core.training.train`)."""
+    (``on_evaluation`` as in :func:`rlrnn.core.training.train`, which calls this)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     torch.set_num_threads(config.torch_threads)

@@ -1,7 +1,8 @@
 """A training run: the PPO loop plus what a user sees and keeps.
 
-Writes ``<run_dir>/``: ``config.json``, ``final.pt`` and ``best.pt`` checkpoints, TensorBoard logs
-in ``tb/``, ``summary.json`` and a ``learning_curve.png``.
+Writes ``<run_dir>/``: ``config.json``, ``final.pt`` and ``best.pt`` checkpoints, ``last.pt`` to
+resume from (:mod:`rlrnn.core.resume`), TensorBoard logs in ``tb/``, ``summary.json`` and a
+``learning_curve.png``.
 
 Time is kept as *training seconds*: wall-clock time of rollouts and updates, without the periodic
 evaluations (whose cost depends on how long the policy balances, not on how fast it learns).
@@ -13,144 +14,34 @@ import json
 import math
 import shlex
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
-from agents import ActorCritic
 from envs import make_batched_env
-from rlrnn.core.checkpoint import (
-    build_agent,
-    checkpoint_config,
-    env_signature,
-    read_checkpoint,
-    save_checkpoint,
-    write_checkpoint,
-)
-from rlrnn.core.config import SB3_AGENTS, RunConfig, config_differences
-from rlrnn.core.evaluation import evaluate
+from rlrnn.core.checkpoint import save_checkpoint
+from rlrnn.core.config import SB3_AGENTS, RunConfig, resolve_device
+from rlrnn.core.loading import build_agent
 from rlrnn.core.ppo import RecurrentPPO
+from rlrnn.core.resume import LAST, load_training_state, save_training_state
 from rlrnn.core.rundir import RunLock, claim_run_dir, temp_files
+from rlrnn.core.runlog import EvaluationHook, EvaluationLog, progress_bar
 from rlrnn.core.safety import DivergenceGuard, StopSignals, all_finite
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
 from rlrnn.files import atomic_write_text
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device 'cuda' asked for, but CUDA is not available on this machine")
-    return torch.device(name)
-
-
-class EvaluationLog:
-    """Periodic deterministic evaluations of one run: TensorBoard scalars, the best checkpoint
-    (written by ``save_best(path, env_steps)``) and the first time the mean reached the env's
-    reward threshold."""
-
-    def __init__(
-        self,
-        config: RunConfig,
-        run_dir: Path,
-        policy: Any,
-        writer: SummaryWriter,
-        save_best: Callable[[Path, int], None],
-        threshold: float | None,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        self.config, self.run_dir, self.policy, self.writer = config, run_dir, policy, writer
-        self.save_best, self.threshold, self.device = save_best, threshold, device
-        self.records: list[dict[str, float]] = []
-        self.best_mean = -math.inf
-        self.solved_at_steps: int | None = None
-        self.solved_at_seconds: float | None = None
-        self.seconds = 0.0
-
-    def run(self, env_steps: int, train_seconds: float) -> dict[str, float]:
-        start = time.perf_counter()
-        result = evaluate(
-            self.policy, self.config.env_id, self.config.eval_episodes, device=self.device
-        )
-        record = {
-            "env_steps": env_steps,
-            "train_seconds": train_seconds,
-            "mean_return": result.mean,
-            "std_return": result.std,
-        }
-        self.records.append(record)
-        self.writer.add_scalar("eval/mean_return", result.mean, env_steps)
-        self.writer.add_scalar("eval/std_return", result.std, env_steps)
-        if result.mean >= self.best_mean:
-            self.best_mean = result.mean
-            self.save_best(self.run_dir / "best.pt", env_steps)
-        reached = self.threshold is not None and result.mean >= self.threshold
-        if reached and self.solved_at_steps is None:
-            self.solved_at_steps, self.solved_at_seconds = env_steps, train_seconds
-        self.seconds += time.perf_counter() - start
-        return record
-
-    STATE = ("records", "best_mean", "solved_at_steps", "solved_at_seconds", "seconds")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.STATE}
-
-    def load_state_dict(self, saved: dict[str, Any]) -> None:
-        for key, value in saved.items():
-            setattr(self, key, value)
-
-    def final(self, env_steps: int, train_seconds: float) -> dict[str, float]:
-        """The evaluation of the final weights (made now unless the last one was at this step)."""
-        if self.records and self.records[-1]["env_steps"] == env_steps:
-            return self.records[-1]
-        return self.run(env_steps, train_seconds)
-
-    def summary(self, **fields: Any) -> dict[str, Any]:
-        """The run's ``summary.json``: ``fields`` and the evaluation results."""
-        final = self.records[-1] if self.records else {"mean_return": None, "std_return": None}
-        return {
-            "env_id": self.config.env_id,
-            "agent": self.config.agent.agent,
-            "seed": self.config.seed,
-            **fields,
-            "eval_seconds": self.seconds,
-            "steps_per_second": fields["env_steps"] / max(fields["train_seconds"], 1e-9),
-            "reward_threshold": self.threshold,
-            "solved_at_steps": self.solved_at_steps,
-            "solved_at_seconds": self.solved_at_seconds,
-            "final_eval_mean": final["mean_return"],
-            "final_eval_std": final["std_return"],
-            "best_eval_mean": self.best_mean,
-            "evaluations": self.records,
-        }
-
-
-def progress_bar(config: RunConfig, total_steps: int, show: bool) -> tqdm:
-    return tqdm(
-        total=total_steps,
-        unit="step",
-        disable=not show,
-        dynamic_ncols=True,
-        desc=f"{config.agent.agent} s{config.seed}",
-    )
-
-
-# Called with each periodic evaluation record; returning False ends the run there.
-EvaluationHook = Callable[[dict[str, float]], bool]
-
-
 def train(
     config: RunConfig,
-    run_dir: Path,
+    run_dir: Path | str,
     show_progress: bool = True,
     resume: bool = False,
     on_evaluation: EvaluationHook | None = None,
 ) -> dict[str, Any]:
-    """Train ``config`` into ``run_dir`` (created if missing); returns the summary.
+    """Train ``config`` into ``run_dir`` (created if missing); returns the summary (as
+    ``summary.json``) and draws ``learning_curve.png`` from it.
 
     ``resume`` continues the run saved in ``run_dir/last.pt``: on a CPU, interrupting and
     resuming gives the same weights as an uninterrupted run. SIGINT / SIGTERM stop the run after
@@ -159,9 +50,22 @@ def train(
     is refused. ``on_evaluation`` sees every periodic evaluation (a tuner reports it and may
     prune the run): when it returns False the run ends there with ``"status": "stopped"``.
     """
-    run_dir = claim_run_dir(run_dir)
+    run_dir = claim_run_dir(Path(run_dir))
     with RunLock(run_dir):
-        return _train_locked(config, run_dir, show_progress, resume, on_evaluation)
+        if config.agent.agent in SB3_AGENTS:
+            if resume:
+                raise UsageError(
+                    f"--resume is for rlrnn's agents; {config.agent.agent} runs restart"
+                )
+            from rlrnn.core.sb3 import train_sb3  # SB3 takes seconds to import: only when used
+
+            summary = train_sb3(config, run_dir, show_progress, on_evaluation)
+        else:
+            summary = _train_locked(config, run_dir, show_progress, resume, on_evaluation)
+        from rlrnn.core.plots import plot_learning_curve  # matplotlib: 1-2 s, so only now
+
+        plot_learning_curve(summary, run_dir / "learning_curve.png")
+    return summary
 
 
 def _train_locked(
@@ -171,12 +75,6 @@ def _train_locked(
     resume: bool,
     on_evaluation: EvaluationHook | None,
 ) -> dict[str, Any]:
-    if config.agent.agent in SB3_AGENTS:
-        if resume:
-            raise UsageError(f"--resume is for rlrnn's agents; {config.agent.agent} runs restart")
-        from rlrnn.core.sb3 import train_sb3  # SB3 is imported only when needed
-
-        return train_sb3(config, run_dir, show_progress, on_evaluation)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -238,7 +136,8 @@ def _train_locked(
             stats, episodes = ppo.iterate()
             finite = all_finite(stats, list(agent.parameters()))
             names = list(stats)
-            values = torch.stack([*stats.values(), *episodes, finite]).tolist()  # the one sync
+            # The one host sync per iteration: statistics, episode sums, the finite flag.
+            values = torch.stack([*stats.values(), *episodes, finite]).tolist()
             loop["train_seconds"] += time.perf_counter() - start
             step = ppo.env_steps
             try:
@@ -284,7 +183,9 @@ def _train_locked(
 def _log_iteration(
     writer: SummaryWriter, logged: dict[str, float], values: list[float], step: int, loop: dict
 ) -> None:
-    """TensorBoard scalars of one kept iteration; ``values`` ends with the episode statistics."""
+    """TensorBoard scalars of one kept iteration. ``values`` is the packed host sync: the
+    ``logged`` statistics, then the episode count, return sum and length sum, then the
+    finite flag."""
     count, return_sum, length_sum = values[len(logged) : len(logged) + 3]
     for key, value in logged.items():
         if "/" not in key:  # PPO's own statistics; diagnostics come with their tag
@@ -295,158 +196,3 @@ def _log_iteration(
         loop["recent_return"] = return_sum / count
         writer.add_scalar("charts/episodic_return", loop["recent_return"], step)
         writer.add_scalar("charts/episodic_length", length_sum / count, step)
-
-
-# ---------------------------------------------------------------- resuming
-
-LAST = "last.pt"  # the resume checkpoint: weights plus the whole training state
-# What a resumed run may change; anything else would make it another run.
-RESUMABLE_CHANGES = ("ppo.total_timesteps", "ppo.learning_rate", "ppo.max_grad_norm", "device")
-
-
-def saved_run(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
-    """The config and status of the run to resume in ``run_dir``."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"--resume {run_dir}: no such run folder")
-    if not (run_dir / LAST).is_file():
-        raise UsageError(
-            f"--resume {run_dir}: no {LAST} in it (the run stopped before its first checkpoint,"
-            " or it is an SB3 run); start it again instead"
-        )
-    payload = read_checkpoint(run_dir / LAST)
-    config = checkpoint_config(payload, run_dir / LAST)
-    try:
-        status = json.loads(payload.get("extra", "{}"))
-        steps = status.get("env_steps", 0)
-    except (TypeError, ValueError, AttributeError):
-        status, steps = None, None
-    if not isinstance(steps, int):
-        raise UsageError(f"cannot resume from {run_dir / LAST}: its status is damaged")
-    return config, status
-
-
-def check_resume(
-    run_dir: Path, saved: RunConfig, status: dict[str, Any], wanted: RunConfig
-) -> None:
-    """Refuse a resume that would change what the run is, or that has nothing left to do."""
-    changes = config_differences(saved.to_dict(), wanted.to_dict())
-    fixed = [c for c in changes if c.split(" ")[0] not in RESUMABLE_CHANGES]
-    if fixed:
-        raise UsageError(
-            f"--resume {run_dir} keeps the run's config, but the command changes"
-            f" {', '.join(fixed)}; only {', '.join(RESUMABLE_CHANGES)} may change"
-        )
-    done = status.get("env_steps", 0)
-    if done >= wanted.ppo.num_iterations * wanted.ppo.batch_size:
-        raise UsageError(
-            f"--resume {run_dir}: the run already has {done:,} of its"
-            f" {wanted.ppo.total_timesteps:,} env steps; pass a larger --total-timesteps"
-        )
-
-
-def save_training_state(
-    path: Path,
-    agent: ActorCritic,
-    config: RunConfig,
-    ppo: RecurrentPPO,
-    evals: EvaluationLog,
-    loop: dict[str, Any],
-    status: str,
-) -> None:
-    """``last.pt``: an ordinary checkpoint (it evaluates like best.pt) plus what resuming needs."""
-    trainer = {"ppo": ppo.state_dict(), "loop": json.dumps(loop), "evals": evals.state_dict()}
-    trainer["evals"] = json.dumps(trainer["evals"])
-    extra = {"env_steps": ppo.env_steps, "status": status}
-    env = env_signature(agent.obs_dim, agent.num_actions, config.env_id)
-    write_checkpoint(path, config, env, agent.state_dict(), extra, trainer=trainer)
-
-
-def load_training_state(
-    path: Path, agent: ActorCritic, ppo: RecurrentPPO
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Put the state saved in ``path`` back into ``agent`` and ``ppo``; returns the loop
-    counters and the evaluation log's state. A damaged state is a UsageError, found before
-    anything is written."""
-    payload = read_checkpoint(path)
-    if "trainer" not in payload:
-        raise UsageError(f"{path} holds weights only, no training state to resume")
-    healthy = ppo.state_dict()  # what a state of this run looks like
-    try:
-        trainer = payload["trainer"]
-        problem = _state_problem(healthy, trainer["ppo"], "")
-        problem = problem or _optimizer_problem(agent, trainer["ppo"]["optimizer"])
-        if problem is None:
-            agent.load_state_dict(payload["model"])
-            ppo.load_state_dict(trainer["ppo"])
-            loop, evals = json.loads(trainer["loop"]), json.loads(trainer["evals"])
-            problem = _log_problem(loop, evals)
-    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as e:
-        problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if problem is not None:
-        raise UsageError(
-            f"cannot resume from {path}: its training state is damaged ({problem});"
-            " start the run again"
-        )
-    return loop, evals
-
-
-def _state_problem(healthy: Any, saved: Any, where: str) -> str | None:
-    """What in ``saved`` differs in structure, shape or type from ``healthy`` (None: nothing);
-    the optimizer's state is checked against the parameters instead."""
-    if isinstance(healthy, torch.Tensor):
-        ok = isinstance(saved, torch.Tensor) and saved.shape == healthy.shape
-        wrong = f"{where.rstrip('.') or 'state'} is wrong"
-        return None if ok and saved.dtype == healthy.dtype else wrong
-    if isinstance(healthy, dict):
-        optional = {"cuda_rng"}  # present only on a GPU; a resume may change the device
-        if not isinstance(saved, dict) or set(saved) - optional != set(healthy) - optional:
-            return f"{where.rstrip('.') or 'state'} has other entries"
-        for key in set(healthy) - optional:
-            if key != "optimizer":
-                problem = _state_problem(healthy[key], saved[key], f"{where}{key}.")
-                if problem:
-                    return problem
-        return None
-    if isinstance(healthy, int | float) and not isinstance(saved, int | float):
-        return f"{where.rstrip('.')} is not a number"
-    return None
-
-
-def _optimizer_problem(agent: ActorCritic, saved: Any) -> str | None:
-    """Adam's saved moments must have the shapes of the parameters they belong to."""
-    params = list(agent.parameters())
-    state = saved.get("state", {}) if isinstance(saved, dict) else None
-    if not isinstance(state, dict):
-        return "optimizer state is wrong"
-    for index, moments in state.items():
-        if not isinstance(index, int) or not 0 <= index < len(params):
-            return "optimizer state names a parameter the agent does not have"
-        for name in ("exp_avg", "exp_avg_sq"):
-            value = moments.get(name) if isinstance(moments, dict) else None
-            if not isinstance(value, torch.Tensor) or value.shape != params[index].shape:
-                return f"optimizer {name} of parameter {index} is wrong"
-    return None
-
-
-def _log_problem(loop: Any, evals: Any) -> str | None:
-    def number(value: Any, optional: bool = False) -> bool:
-        return (optional and value is None) or (
-            isinstance(value, int | float) and not isinstance(value, bool)
-        )
-
-    if not isinstance(loop, dict) or not all(number(v) for v in loop.values()):
-        return "loop counters are not numbers"
-    if not isinstance(evals, dict) or set(evals) != set(EvaluationLog.STATE):
-        return "evaluation log has other entries"
-    records = evals["records"]
-    fields = ("env_steps", "train_seconds", "mean_return", "std_return")
-    if not isinstance(records, list) or not all(
-        isinstance(r, dict) and all(number(r.get(k)) for k in fields) for r in records
-    ):
-        return "evaluation records are wrong"
-    if not (number(evals["best_mean"]) and number(evals["seconds"])):
-        return "evaluation log is wrong"
-    if not (number(evals["solved_at_steps"], True) and number(evals["solved_at_seconds"], True)):
-        return "evaluation log is wrong"
-    return None

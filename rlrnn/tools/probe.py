@@ -5,13 +5,13 @@ and ``theta_dot``, which only a memory of past positions can supply. The probe r
 out, records after each observation the agent's state (every layer's ``h``, and ``c`` for an LSTM;
 the core's output features for a feedforward core) next to the true velocities of the state that
 observation came from, fits a ridge regression on some episodes and scores it (R²) on the others.
+The figure and the ``rlrnn probe`` report: :mod:`rlrnn.tools.probe_report`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,9 +21,8 @@ from torch import Tensor
 from agents import ActorCritic, RecurrentState
 from envs import TensorCartPole, make_batched_env
 from envs.batched import TENSOR_CARTPOLES
-from rlrnn.core.checkpoint import build_agent, checkpoint_path, load_checkpoint
+from rlrnn.core.player import Step, play
 from rlrnn.errors import UsageError
-from rlrnn.files import check_output_path, save_figure
 
 VELOCITY_KEYS = ("cart_velocity", "pole_angular_velocity")
 VELOCITY_LABELS = ("cart velocity", "pole angular velocity")
@@ -37,37 +36,66 @@ def has_cartpole_state(env_id: str) -> bool:
     return env_id in TENSOR_CARTPOLES
 
 
-@torch.no_grad()
-def agent_step(
-    agent: ActorCritic, obs: Tensor, state: RecurrentState, starts: Tensor, deterministic: bool
-) -> tuple[Tensor, RecurrentState, Tensor]:
-    """One acting step: actions ``(B,)``, the new state, and the probe's features ``(B, F)``.
+def require_cartpole_state(env_id: str) -> None:
+    """A UsageError unless the probe can read true velocities from ``env_id``."""
+    if not has_cartpole_state(env_id):
+        raise UsageError(
+            f"the probe reads cart-pole velocities; env {env_id!r} is not one of"
+            f" {', '.join(TENSOR_CARTPOLES)}"
+        )
 
-    Features are the whole state after ``obs`` (all layers of ``h`` then of ``c``, actor's and
-    critic's when they are separate) or, for a core without state, the core's output.
-    """
-    actions, new_state = agent.act(obs, state, starts, deterministic)
+
+def env_velocities(env: TensorCartPole) -> Tensor:
+    """``(B, 2)`` the true ``[x_dot, theta_dot]`` of the state each environment is in now."""
+    return env.state[:, VELOCITY_INDICES].double()
+
+
+@torch.no_grad()
+def state_features(
+    agent: ActorCritic, obs: Tensor, state: RecurrentState, starts: Tensor
+) -> Tensor:
+    """The probe's features ``(B, F)`` of one step: the agent's whole state after ``obs`` (all
+    layers of ``h`` then of ``c``, actor's and critic's when they are separate) or, for an agent
+    without state, what its core makes of ``obs``."""
     B = obs.shape[0]
-    if new_state.h.shape[0] == 0:  # feedforward: what the core makes of this observation
+    if not agent.is_recurrent:
         core = agent.actor_core
         features, _ = core(
             agent.obs_norm(obs[None]), core.initial_state(B, obs.device), starts[None]
         )
-        return actions, new_state, features[0]
-    h = new_state.h.permute(1, 0, 2).reshape(B, -1)  # (L, B, H) -> (B, L*H)
-    c = new_state.c.permute(1, 0, 2).reshape(B, -1)
-    return actions, new_state, torch.cat([h, c], dim=1)
+        return features[0]
+    h = state.h.permute(1, 0, 2).reshape(B, -1)  # (L, B, H) -> (B, L*H)
+    c = state.c.permute(1, 0, 2).reshape(B, -1)
+    return torch.cat([h, c], dim=1)
 
 
 def describe_features(agent: ActorCritic) -> str:
     """What the probe reads from ``agent``, in words."""
-    state = agent.initial_state(1)
-    if state.h.shape[0] == 0:
+    if not agent.is_recurrent:
         return f"core output ({agent.actor_core.output_size} features)"
+    state = agent.initial_state(1)
     parts = "h and c" if state.c.shape[-1] else "h"
     layers = state.h.shape[0]
     width = state.h.shape[-1] + state.c.shape[-1]
     return f"hidden state ({parts}, {layers} layer{'s' * (layers > 1)}: {layers * width} numbers)"
+
+
+class _Together:
+    """A lead agent and observers as one policy: the lead's actions, every agent's own state."""
+
+    def __init__(self, agents: tuple[ActorCritic, ...]) -> None:
+        self.agents = agents
+
+    def initial_state(self, batch_size: int, device: torch.device | str) -> list[RecurrentState]:
+        return [a.initial_state(batch_size, device) for a in self.agents]
+
+    def act(
+        self, obs: Tensor, states: list[RecurrentState], starts: Tensor, deterministic: bool
+    ) -> tuple[Tensor, list[RecurrentState]]:
+        acted = [
+            a.act(obs, s, starts, deterministic) for a, s in zip(self.agents, states, strict=True)
+        ]
+        return acted[0][0], [state for _, state in acted]
 
 
 # ---------------------------------------------------------------- data
@@ -98,34 +126,28 @@ def collect(
     Each of ``observers`` sees the same observations and keeps its own state (its actions are
     ignored): its features are recorded along the trajectories ``agent`` chose.
     """
-    if not has_cartpole_state(env_id):
-        raise UsageError(
-            f"the probe reads cart-pole velocities; env {env_id!r} is not one of"
-            f" {', '.join(TENSOR_CARTPOLES)}"
-        )
+    require_cartpole_state(env_id)
     env = make_batched_env(env_id, episodes, device)
     assert isinstance(env, TensorCartPole)
     agents = (agent, *observers)
-    obs = env.reset(seed)
-    starts = torch.ones(episodes, device=device)
-    states = [a.initial_state(episodes, device) for a in agents]
     running = torch.ones(episodes, dtype=torch.bool, device=device)
     features: list[list[Tensor]] = [[] for _ in agents]
-    velocities, alive = [], []
-    for t in range(env.max_episode_steps):
-        velocities.append(env.state[:, VELOCITY_INDICES].double())  # the state obs came from
+    velocities = [env_velocities(env)]  # after each step: those of the state the next obs shows
+    alive = []
+
+    def record(step: Step) -> bool:
         alive.append(running.clone())
-        actions = None
         for k, a in enumerate(agents):
-            acted, states[k], f = agent_step(a, obs, states[k], starts, deterministic)
-            actions = acted if actions is None else actions
-            features[k].append(f)
-        result = env.step(actions)
-        done = result.terminated | result.truncated
-        running &= ~done
-        obs, starts = result.obs, done.float()
-        if t % 16 == 15 and not running.any():
-            break
+            features[k].append(state_features(a, step.obs, step.state[k], step.episode_starts))
+        velocities.append(env_velocities(env))
+        running.logical_and_(~(step.result.terminated | step.result.truncated))
+        return step.t % 16 != 15 or bool(running.any())  # a host sync every 16 steps
+
+    try:
+        play(_Together(agents), env, record, seed, deterministic, env.max_episode_steps)
+    finally:
+        env.close()
+    del velocities[len(alive) :]  # the state after the last step shows no observation here
     mask = torch.stack(alive, 1).cpu().numpy()  # (B, T), episode-major order below
     steps = np.broadcast_to(np.arange(mask.shape[1]), mask.shape)
     episode = np.broadcast_to(np.arange(episodes)[:, None], mask.shape)
@@ -222,7 +244,6 @@ class ProbeResult:
     test_episodes: int
     train_samples: int
     test_samples: int
-    probe: VelocityProbe
     example_steps: np.ndarray  # the first held-out episode: steps,
     example_true: np.ndarray  # (n, 2) true velocities,
     example_predicted: np.ndarray  # (n, 2) the probe's estimates
@@ -273,7 +294,6 @@ def score(
         test_episodes=test_episodes,
         train_samples=int((~test).sum()),
         test_samples=int(test.sum()),
-        probe=probe,
         example_steps=data.step[test][first],
         example_true=Y[test][first],
         example_predicted=predicted[first],
@@ -293,16 +313,10 @@ def run_probe(
 ) -> list[ProbeResult]:
     """Probe ``agent`` (then each of ``baselines``, along ``agent``'s own trajectories).
 
-    ``episodes`` episodes are played from seeds ``seed, seed + 1, ...``; the last
-    ``test_fraction`` of them are held out to score the probe. ``alpha=None`` picks the ridge
-    penalty on the training episodes.
+    ``episodes`` (at least 3) episodes are played from seeds ``seed, seed + 1, ...``; the last
+    ``test_fraction`` (in (0, 1)) of them are held out to score the probe. ``alpha`` (>= 0) is
+    the ridge penalty; None picks it on the training episodes. The command checks these.
     """
-    if episodes < 3:
-        raise UsageError(f"the probe needs at least 3 episodes (to fit and test), got {episodes}")
-    if not 0 < test_fraction < 1:
-        raise UsageError(f"test fraction must be in (0, 1), got {test_fraction}")
-    if alpha is not None and alpha < 0:
-        raise UsageError(f"ridge alpha must be >= 0, got {alpha}")
     test_episodes = min(episodes - 2, max(1, round(episodes * test_fraction)))
     data = collect(agent, env_id, episodes, seed, deterministic, device, baselines)
     return [
@@ -321,181 +335,3 @@ def fit_velocity_probe(
     """A probe fitted on ``episodes`` fresh episodes (for the renderer's overlay)."""
     data = collect(agent, env_id, episodes, seed, True, device)
     return fit_probe(data.features[0], data.velocities, data.episode)
-
-
-# ---------------------------------------------------------------- figure
-
-
-def plot_probe(
-    results: list[ProbeResult], labels: list[str], path: Path, title: str, max_steps: int = 200
-) -> None:
-    """Predicted against true velocities over the first ``max_steps`` steps of the first
-    held-out episode, one panel per velocity."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 1, figsize=(9, 5.4), dpi=120, sharex=True)
-    main = results[0]
-    shown = main.example_steps < max_steps
-    for k, ax in enumerate(axes):
-        ax.plot(
-            main.example_steps[shown], main.example_true[shown, k], color="black", lw=1.8,
-            label="true",
-        )  # fmt: skip
-        for j, (result, label) in enumerate(zip(results, labels, strict=True)):
-            r2 = result.r2[VELOCITY_KEYS[k]]
-            ax.plot(
-                result.example_steps[shown],
-                result.example_predicted[shown, k],
-                color=f"C{j}",
-                lw=1.3,
-                ls=("--", ":", "-.")[min(j, 2)],
-                label=f"{label} probe (R² {r2:.3f})",
-            )
-        ax.set_ylabel(f"{VELOCITY_LABELS[k]}\n({VELOCITY_UNITS[k]})")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    axes[-1].set_xlabel("step of a held-out episode")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------- command
-
-
-def load_agent(
-    run: Path, which: str, device: torch.device | str, env_id: str | None = None
-) -> tuple[ActorCritic, Any]:
-    """An rlrnn agent and its config from a run directory or checkpoint (else a UsageError);
-    ``env_id``: the env it will play on, if not its own (see :func:`load_checkpoint`)."""
-    path = checkpoint_path(run, which)
-    agent, config, _ = load_checkpoint(path, device, env_id)
-    if not isinstance(agent, ActorCritic):
-        raise UsageError(f"{path}: a {config.agent.agent} policy keeps no state rlrnn can read")
-    return agent, config
-
-
-def untrained_copy(agent: ActorCritic, config: Any, seed: int = 0) -> ActorCritic:
-    """The same architecture with fresh weights, reading observations through the trained
-    agent's normalisation (so the two differ only in what training did to the weights)."""
-    torch.manual_seed(seed)
-    fresh = build_agent(config, agent.obs_dim, agent.num_actions)
-    fresh.obs_norm.load_state_dict(agent.obs_norm.state_dict())
-    device = next(agent.parameters()).device
-    return fresh.to(device)
-
-
-def probe_command(
-    run: Path,
-    checkpoint: str = "best",
-    episodes: int = 40,
-    seed: int = 20_000,
-    test_fraction: float = 0.25,
-    alpha: float | None = None,
-    stochastic: bool = False,
-    untrained: bool = False,
-    compare: Sequence[Path] = (),
-    out: Path | None = None,
-    device: torch.device | str = "cpu",
-    env_id: str | None = None,
-) -> dict[str, Any]:
-    """``rlrnn probe``: probe a run (and baselines along its trajectories), plot, report;
-    ``env_id`` replaces the run's own env (a cart-pole of the same sizes)."""
-    from rlrnn.core.memory import check_fits
-
-    path = checkpoint_path(run, checkpoint)
-    out = Path(out) if out is not None else path.parent / "probe.png"
-    check_output_path(out, (".png",), "figure")
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(1)  # small nets run fastest on one thread (as training does)
-    if episodes < 3:
-        raise UsageError(f"--episodes must be >= 3 (episodes to fit and to test), got {episodes}")
-    if env_id is not None and not has_cartpole_state(env_id):
-        raise UsageError(
-            f"the probe reads cart-pole velocities; env {env_id!r} is not one of"
-            f" {', '.join(TENSOR_CARTPOLES)}"
-        )
-    given = env_id
-    agent, config = load_agent(run, checkpoint, device, given)
-    env_id = given or config.env_id
-    # Every step's features and velocities are kept (float64, a few copies while fitting), up to
-    # the cart-pole's 500-step limit per episode, for the agent and each one compared with it.
-    features = sum(t.numel() for t in agent.initial_state(1)) + agent.actor_core.output_size
-    check_fits(
-        episodes * 500 * (features + 8) * 8 * 4 * (1 + int(untrained) + len(compare)),
-        "cpu",
-        f"probing {episodes:,} episodes",
-        "lower --episodes",
-    )
-    labels = [f"{config.agent.agent} ({path})"]
-    baselines = []
-    if untrained:
-        baselines.append(untrained_copy(agent, config, config.seed + 1))
-        labels.append(f"untrained {config.agent.agent}")
-    for other in compare:
-        other_agent, other_config = load_agent(other, checkpoint, device, given or env_id)
-        if other_agent.obs_dim != agent.obs_dim or (
-            given is None and other_config.env_id != env_id
-        ):
-            raise UsageError(f"{other} was trained on {other_config.env_id}, not {env_id}")
-        baselines.append(other_agent)
-        labels.append(f"{other_config.agent.agent} ({checkpoint_path(other, checkpoint)})")
-    results = run_probe(
-        agent,
-        env_id,
-        episodes,
-        seed,
-        test_fraction,
-        alpha,
-        not stochastic,
-        device,
-        tuple(baselines),
-    )
-    short = [label.split(" (")[0] for label in labels]
-    plot_probe(
-        results,
-        short,
-        out,
-        f"Linear probe of the {short[0]} agent's {results[0].features} on {env_id};"
-        f"\nfitted on {results[0].train_episodes} episodes; R² over {results[0].test_episodes}"
-        " held-out episodes, the first of them shown",
-    )
-    return {
-        "env_id": env_id,
-        "episodes": episodes,
-        "seed": seed,
-        "deterministic": not stochastic,
-        "figure": str(out),
-        "probes": [
-            {"label": label, **result.to_dict()}
-            for label, result in zip(labels, results, strict=True)
-        ],
-    }
-
-
-def describe_report(report: dict[str, Any]) -> str:
-    """The probe report in a few lines."""
-
-    def r2(values: dict[str, float | None]) -> str:
-        return "  ".join(
-            f"{label} {'n/a' if values[k] is None else format(values[k], '.3f')}"
-            for k, label in zip(VELOCITY_KEYS, VELOCITY_LABELS, strict=True)
-        )
-
-    first = report["probes"][0]
-    lines = [
-        f"Linear probe of hidden velocities on {report['env_id']}: fitted on"
-        f" {first['train_episodes']} episodes, R² on {first['test_episodes']} held-out ones.",
-    ]
-    for p in report["probes"]:
-        lines += [
-            f"{p['label']}: {p['features']}, {p['train_samples'] + p['test_samples']} steps",
-            f"  R² now           {r2(p['r2'])}",
-            f"  R² a step before {r2(p['r2_previous_step'])}",
-        ]
-    lines.append(f"Figure: {report['figure']}")
-    return "\n".join(lines)
