@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from envs import make_batched_env
-from rlrnn.core.player import Policy, Step, play
+from rlrnn.core.player import FirstEpisodes, Policy, Step, play
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,12 @@ def evaluate(
 
     returns = torch.zeros(episodes, device=device)
     lengths = torch.zeros(episodes, device=device)
-    running = torch.ones(episodes, dtype=torch.bool, device=device)
+    first = FirstEpisodes(episodes, device, check_every)
 
     def count(step: Step) -> bool:
-        returns.add_(step.result.reward * running)
-        lengths.add_(running)
-        running.logical_and_(~(step.result.terminated | step.result.truncated))
-        # The one host sync, every check_every steps: is any first episode still going?
-        return (step.t + 1) % check_every != 0 or bool(running.any())
+        returns.add_(step.result.reward * first.running)
+        lengths.add_(first.running)
+        return first.going_on(step)
 
     try:
         play(agent, env, count, seed, deterministic, max_steps, observe if obs_noise else None)

@@ -41,6 +41,20 @@ class Step(NamedTuple):
     result: StepResult  # the env's answer to the actions
 
 
+class FirstEpisodes:
+    """Which environments are still in their first episode: ``running``, ``(B,)`` bool on the
+    device. ``going_on(step)`` folds in a step and says whether any is left, asking the device
+    only every ``check_every`` steps (each answer is a host sync)."""
+
+    def __init__(self, num_envs: int, device: torch.device | str, check_every: int) -> None:
+        self.running = torch.ones(num_envs, dtype=torch.bool, device=device)
+        self.check_every = check_every
+
+    def going_on(self, step: Step) -> bool:
+        self.running.logical_and_(~(step.result.terminated | step.result.truncated))
+        return (step.t + 1) % self.check_every != 0 or bool(self.running.any())
+
+
 def episode_starts_after(result: StepResult) -> Tensor:
     """``(B,)`` float: 1 where ``result.obs`` begins an episode (the last one ended either way)."""
     return (result.terminated | result.truncated).float()

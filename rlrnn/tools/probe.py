@@ -21,7 +21,7 @@ from torch import Tensor
 from agents import ActorCritic, RecurrentState
 from envs import TensorCartPole, make_batched_env
 from envs.batched import TENSOR_CARTPOLES
-from rlrnn.core.player import Step, play
+from rlrnn.core.player import FirstEpisodes, Step, play
 from rlrnn.errors import UsageError
 
 VELOCITY_KEYS = ("cart_velocity", "pole_angular_velocity")
@@ -130,18 +130,17 @@ def collect(
     env = make_batched_env(env_id, episodes, device)
     assert isinstance(env, TensorCartPole)
     agents = (agent, *observers)
-    running = torch.ones(episodes, dtype=torch.bool, device=device)
+    first = FirstEpisodes(episodes, device, check_every=16)
     features: list[list[Tensor]] = [[] for _ in agents]
     velocities = [env_velocities(env)]  # after each step: those of the state the next obs shows
     alive = []
 
     def record(step: Step) -> bool:
-        alive.append(running.clone())
+        alive.append(first.running.clone())
         for k, a in enumerate(agents):
             features[k].append(state_features(a, step.obs, step.state[k], step.episode_starts))
         velocities.append(env_velocities(env))
-        running.logical_and_(~(step.result.terminated | step.result.truncated))
-        return step.t % 16 != 15 or bool(running.any())  # a host sync every 16 steps
+        return first.going_on(step)
 
     try:
         play(_Together(agents), env, record, seed, deterministic, env.max_episode_steps)
