@@ -10,9 +10,10 @@ every worker has exited, and :class:`Stopped` says which tasks finished, which w
 which never started. A second signal is forwarded too (training then stops at once, its previous
 ``last.pt`` kept).
 
-Workers start with both signals ignored and leave the terminal's process group before they take
-a task: a Ctrl-C in the terminal reaches them only through the parent, once, and never while they
-start up (no traceback from a half-started worker). A worker whose parent dies finishes its task
+Workers start with both signals blocked, drop the ones the terminal sent meanwhile, and leave the
+terminal's process group before they take a task: a Ctrl-C in the terminal reaches them only
+through the parent, once, and never while they start up (no traceback from a half-started
+worker). A worker whose parent dies finishes its task
 and exits when it finds the parent's end of its pipe closed.
 """
 
@@ -98,6 +99,8 @@ def _after(index: int, tasks: Sequence[Any]) -> list[int]:
 def _worker_main(conn: Connection, function: Callable[[Any], Any]) -> None:
     """A worker: take tasks from ``conn`` until it sends None. Each reply is ``(kind, index,
     payload)``, kind one of ``ready``, ``done``, ``stopped``, ``error`` and ``crash``."""
+    for s in STOP_SIGNALS:  # drops what the terminal sent while this process started (blocked)
+        signal.signal(s, signal.SIG_IGN)
     os.setpgrp()  # out of the terminal's process group: its Ctrl-C comes through the parent
     busy = stop = False
 
@@ -145,15 +148,13 @@ class _Worker:
     def __init__(self, context: Any, function: Callable[[Any], Any]) -> None:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker_main, args=(child, function), daemon=True)
-        # Started with SIGINT and SIGTERM blocked and ignored (a spawned child keeps both) until
-        # it has its own handlers; blocked here meanwhile, so none is lost for the parent.
+        # Started with SIGINT and SIGTERM blocked (a spawned child keeps its mask) until it has
+        # its own handlers. The parent's handlers stay: one that were ignored meanwhile would
+        # drop a signal another thread of this process (tqdm's monitor) takes.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        handlers = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
         try:
             self.process.start()
         finally:
-            for s, handler in handlers.items():
-                signal.signal(s, handler)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child.close()
         self.task: int | None = None
