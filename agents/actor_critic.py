@@ -60,6 +60,11 @@ class ActorCritic(nn.Module):
         nn.init.orthogonal_(self.pi_head[-1].weight, gain=0.01)
         nn.init.zeros_(self.pi_head[-1].bias)
 
+    @property
+    def is_recurrent(self) -> bool:
+        """Whether the policy keeps a state between steps (see ``Core.is_recurrent``)."""
+        return self.actor_core.is_recurrent
+
     def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> RecurrentState:
         state = self.actor_core.initial_state(batch_size, device)
         if self.critic_core is None:

@@ -50,6 +50,11 @@ class Core(nn.Module):
         """Layers of recurrent state this core keeps (0 for a feedforward core)."""
         return self.num_layers
 
+    @property
+    def is_recurrent(self) -> bool:
+        """Whether the core keeps a state between steps (a frame stack keeps its past frames)."""
+        return self.state_layers > 0
+
     def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> RecurrentState:
         h = torch.zeros(self.num_layers, batch_size, self.hidden_size, device=device)
         c = torch.zeros(
@@ -173,9 +178,7 @@ class FrameStackCore(Core):
         self, input_size: int, hidden_size: int = 64, num_layers: int = 1, frame_stack: int = 4
     ) -> None:
         super().__init__(input_size, hidden_size, num_layers)
-        if frame_stack < 1:
-            raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
-        self.frame_stack = frame_stack
+        self.frame_stack = frame_stack  # >= 1, checked by make_core
         self.net = feedforward(input_size * frame_stack, hidden_size, num_layers)
 
     @property

@@ -18,6 +18,8 @@ AGENTS: dict[str, tuple[type[Core], str]] = {
     "lstm2": (LSTM, "stacked LSTM, the lecture's 'going deep' (2 layers by default)"),
 }
 LSTM_AGENTS = ("lstm", "lstm2")
+# Layers of an agent whose name says how deep it is (every other agent: 1).
+DEFAULT_LAYERS = {"lstm2": 2}
 BACKENDS = ("custom", "torch")
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -30,16 +32,19 @@ def make_core(
     name: str,
     input_size: int,
     hidden_size: int,
-    num_layers: int,
+    num_layers: int | None = None,
     backend: str = "custom",
     frame_stack: int = 4,
 ) -> Core:
     """The core of agent ``name``; ``backend="torch"`` computes an LSTM with ``torch.nn.LSTM``.
 
+    ``num_layers=None`` gives the agent its own depth (``lstm2``: 2, every other agent: 1).
     ``frame_stack`` is the number of observations a ``framestack`` core sees (ignored otherwise).
     """
     if name not in AGENTS:
         raise AgentError(f"unknown agent {name!r}; choose from {', '.join(AGENTS)}")
+    if num_layers is None:
+        num_layers = DEFAULT_LAYERS.get(name, 1)
     if backend not in BACKENDS:
         raise AgentError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     for size, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
@@ -62,7 +67,7 @@ def make_agent(
     obs_dim: int,
     num_actions: int,
     hidden_size: int = 64,
-    num_layers: int = 1,
+    num_layers: int | None = None,
     backend: str = "custom",
     shared_core: bool = True,
     pi_hidden: tuple[int, ...] = (64,),
@@ -71,7 +76,8 @@ def make_agent(
     normalize_obs: bool = True,
     frame_stack: int = 4,
 ) -> ActorCritic:
-    """Build agent ``name`` for an env with ``obs_dim`` observations and ``num_actions`` actions."""
+    """Build agent ``name`` for an env with ``obs_dim`` observations and ``num_actions`` actions
+    (``num_layers=None``: the agent's own depth, see :func:`make_core`)."""
     if activation not in ACTIVATIONS:
         raise AgentError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
 

@@ -13,10 +13,10 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from rlrnn.checkpoint import load_checkpoint
-from rlrnn.evaluation import evaluate
-from rlrnn.hyperparams import default_config
-from rlrnn.training import train
+from rlrnn.core.evaluation import evaluate
+from rlrnn.core.hyperparams import default_config
+from rlrnn.core.loading import load_checkpoint
+from rlrnn.core.training import train
 
 
 def main() -> None:

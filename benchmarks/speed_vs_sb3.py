@@ -24,11 +24,10 @@ import math
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import checkouts
 import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.callbacks import BaseCallback
@@ -37,8 +36,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 from torch import nn
 
 import envs  # noqa: F401  (registers PositionOnlyCartPole-v1)
-from rlrnn.evaluation import evaluate
-from rlrnn.sb3 import SB3Policy
+from rlrnn.core.evaluation import evaluate
+from rlrnn.core.sb3 import SB3Policy
 
 ENV_ID = "PositionOnlyCartPole-v1"
 THRESHOLD = 475.0
@@ -110,36 +109,11 @@ def run_sb3(seed: int, max_steps: int, eval_interval: int, device: str) -> dict:
     }
 
 
-# Trains rlrnn's defaults in the checkout on PYTHONPATH; prints the summary's speed figures.
-RLRNN_RUN = """
-import dataclasses, json, sys, tempfile, torch
-from pathlib import Path
-from rlrnn.config import RunConfig
-from rlrnn.training import train
-seed, max_steps, eval_interval, device, threads = json.loads(sys.argv[1])
-torch.set_num_threads(threads)
-base = RunConfig()
-config = dataclasses.replace(
-    base, seed=seed, device=device, eval_interval=eval_interval,
-    ppo=dataclasses.replace(base.ppo, total_timesteps=max_steps),
-)
-with tempfile.TemporaryDirectory() as tmp:
-    summary = train(config, Path(tmp), show_progress=False)
-keys = ("solved_at_steps", "solved_at_seconds", "steps_per_second")
-print(json.dumps({k: summary[k] for k in keys}))
-"""
-
-
 def run_rlrnn(checkout: Path, seed: int, max_steps: int, eval_interval: int, device: str) -> dict:
     """Train rlrnn's defaults from ``checkout`` in a fresh process."""
-    threads = torch.get_num_threads()
-    args = json.dumps([seed, max_steps, eval_interval, device, threads])
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
-    result = subprocess.run(
-        [sys.executable, "-c", RLRNN_RUN, args], env=env, cwd=checkout, capture_output=True,
-        text=True, check=True,
-    )  # fmt: skip
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return checkouts.run_rlrnn(
+        checkout, seed, max_steps, eval_interval, device, torch.get_num_threads()
+    )
 
 
 def median_solved(runs: list[dict], key: str) -> float:

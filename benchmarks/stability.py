@@ -23,13 +23,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rlrnn.checkpoint import load_checkpoint
-from rlrnn.config import RunConfig, add_config_arguments, config_from_args
-from rlrnn.evaluation import evaluate
-from rlrnn.hyperparams import default_config
-from rlrnn.stability import Stability, pooled_stays_solved, stability
-from rlrnn.training import train
-from rlrnn.workers import Stopped, run_tasks
+from rlrnn.cli.options import add_config_arguments, config_from_args
+from rlrnn.core.config import RunConfig
+from rlrnn.core.evaluation import evaluate
+from rlrnn.core.hyperparams import default_config
+from rlrnn.core.loading import load_checkpoint
+from rlrnn.core.training import train
+from rlrnn.tools.stability import Stability, pooled_stays_solved, stability
+from rlrnn.tools.workers import Stopped, run_tasks
 
 AGENTS = ("lstm", "gru", "lstm2", "framestack", "rnn")
 

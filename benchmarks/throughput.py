@@ -16,10 +16,9 @@ import time
 import torch
 
 from envs import make_batched_env
-from rlrnn.checkpoint import build_agent
-from rlrnn.config import RunConfig
-from rlrnn.ppo import RecurrentPPO
-from rlrnn.training import resolve_device
+from rlrnn.core.config import RunConfig, resolve_device
+from rlrnn.core.loading import build_agent
+from rlrnn.core.ppo import RecurrentPPO
 
 
 def measure(num_envs: int, device: torch.device, iterations: int, backend: str) -> float:

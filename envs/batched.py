@@ -1,17 +1,13 @@
-"""One batched interface over every environment rlrnn trains in.
+"""One batched interface over every environment rlrnn trains in (:mod:`envs.protocol`).
 
-A batched environment holds ``num_envs`` environments, takes a ``(N,)`` tensor of actions and
-returns tensors on its device. Finished environments reset in the same step; ``final_obs`` is the
-observation that ended the episode (equal to ``obs`` where the episode goes on). ``terminated``
-(the task ended) and ``truncated`` (the time limit) are separate: only termination should cut
-bootstrapping.
+:func:`make_batched_env` picks the tensor cart-pole for the built-in ids and wraps any other
+gymnasium id (Box observations, Discrete actions) in :class:`GymnasiumBatchedEnv`.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
-from typing import NamedTuple, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -19,30 +15,12 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from torch import Tensor
 
+from envs.protocol import BatchedEnv, StepResult
+from envs.tensor_cartpole import TensorCartPole
+
 
 class EnvError(ValueError):
     """An environment id that rlrnn cannot train on."""
-
-
-class StepResult(NamedTuple):
-    obs: Tensor  # (N, obs_dim) float32, already reset where the episode ended
-    reward: Tensor  # (N,) float32
-    terminated: Tensor  # (N,) bool
-    truncated: Tensor  # (N,) bool
-    final_obs: Tensor  # (N, obs_dim) float32, the last observation of each episode
-
-
-class BatchedEnv(Protocol):
-    num_envs: int
-    obs_dim: int
-    num_actions: int
-    device: torch.device
-    max_episode_steps: int | None
-    reward_threshold: float | None
-
-    def reset(self, seed: int = 0) -> Tensor: ...
-
-    def step(self, actions: Tensor) -> StepResult: ...
 
 
 class GymnasiumBatchedEnv:
@@ -172,8 +150,6 @@ def make_batched_env(
 
     ``max_episode_steps`` replaces the env's time limit (None keeps it).
     """
-    from envs.tensor_cartpole import TensorCartPole
-
     if env_id in TENSOR_CARTPOLES:
         limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
         return TensorCartPole(num_envs, device, position_only=TENSOR_CARTPOLES[env_id], **limit)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from envs.batched import StepResult
+from envs.protocol import StepResult
 
 GRAVITY = 9.8
 MASS_CART = 1.0
@@ -137,6 +137,9 @@ class TensorCartPole:
         self._table = saved["table"].to(dtype=self.dtype, **to)
         self._table_base = saved["table_base"].to(**to)
         self._steps_since_refill = int(saved["steps_since_refill"])
+
+    def close(self) -> None:
+        """Nothing to release: the environments are tensors."""
 
     def step(self, actions: Tensor) -> StepResult:
         """Push each cart left (action 0) or right (action 1) for one time step of 0.02 s."""

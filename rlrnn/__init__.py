@@ -1,7 +1,67 @@
 """rlrnn: recurrent policies that balance a cart-pole from positions alone.
 
-``rlrnn`` holds the learning and the tools (configs, recurrent PPO, evaluation, checkpoints, the
-CLI); it builds on ``envs`` (the worlds) and ``agents`` (the policies), which know nothing of it.
+``rlrnn`` builds on ``envs`` (the worlds) and ``agents`` (the policies), which know nothing of it.
+Inside, three places, each using only the ones above it in this list:
+
+- ``rlrnn.errors``, ``rlrnn.files``: what every part shares (one-line errors and their exit
+  codes; checked, atomic file writes);
+- ``rlrnn.core``: the learning core (configs, recurrent PPO, the training run, checkpoints, the
+  act loop, evaluation, the SB3 reference agents);
+- ``rlrnn.tools``: what looks at trained agents and runs many of them (compare, tune, probe,
+  gradflow, rendering);
+- ``rlrnn.cli``: the ``rlrnn`` command, one module per subcommand.
+
+The Python API, as the README's example uses it::
+
+    from rlrnn import PPOConfig, RunConfig, evaluate, load_agent, train
+
+    summary = train(RunConfig(ppo=PPOConfig(total_timesteps=20_000)), "runs/example")
+    agent, config = load_agent("runs/example", "final")
+    print(evaluate(agent, config.env_id, episodes=10).mean)
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# name -> module: imported on first use, so ``import rlrnn.cli`` stays light.
+_API = {
+    "AgentConfig": "rlrnn.core.config",
+    "PPOConfig": "rlrnn.core.config",
+    "RunConfig": "rlrnn.core.config",
+    "default_config": "rlrnn.core.hyperparams",
+    "train": "rlrnn.core.training",
+    "load_agent": "rlrnn.core.loading",
+    "evaluate": "rlrnn.core.evaluation",
+    "EvalResult": "rlrnn.core.evaluation",
+}
+__all__ = [
+    "AgentConfig",
+    "EvalResult",
+    "PPOConfig",
+    "RunConfig",
+    "default_config",
+    "evaluate",
+    "load_agent",
+    "train",
+]
+
+if TYPE_CHECKING:
+    from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
+    from rlrnn.core.evaluation import EvalResult, evaluate
+    from rlrnn.core.hyperparams import default_config
+    from rlrnn.core.loading import load_agent
+    from rlrnn.core.training import train
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'rlrnn' has no attribute {name!r}")
+    return getattr(importlib.import_module(_API[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

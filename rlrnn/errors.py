@@ -1,4 +1,8 @@
-"""Exceptions the CLI turns into one line on stderr (and the exit code each one gets)."""
+"""Exceptions the CLI turns into one line on stderr, and the exit code each one gets."""
+
+EXIT_USAGE = 2  # UsageError, and argparse's own errors
+EXIT_DIVERGED = 1  # TrainingDiverged
+EXIT_WRITE_FAILED = 74  # WriteFailed: sysexits' EX_IOERR
 
 
 class UsageError(Exception):

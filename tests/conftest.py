@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from rlrnn.cli import main
-from rlrnn.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.training import train
+from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.core.training import train
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless rendering
 

@@ -25,9 +25,11 @@ import traceback
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 PRELOADED = (  # everything the commands import, eagerly or lazily
-    "torch", "gymnasium", "matplotlib.pyplot", "PIL.Image", "imageio_ffmpeg", "rlrnn.checkpoint",
-    "rlrnn.compare", "rlrnn.gradflow", "rlrnn.plots", "rlrnn.probe", "rlrnn.rendering",
-    "rlrnn.sb3", "rlrnn.training", "rlrnn.cli",
+    "torch", "gymnasium", "matplotlib.pyplot", "PIL.Image", "imageio_ffmpeg",
+    "rlrnn.core.loading", "rlrnn.core.plots", "rlrnn.core.sb3", "rlrnn.core.training",
+    "rlrnn.tools.claims", "rlrnn.tools.compare_report", "rlrnn.tools.gradflow_report",
+    "rlrnn.tools.probe_report", "rlrnn.tools.rendering", "rlrnn.tools.tune_report",
+    "rlrnn.tools.tune_workers", "rlrnn.cli",
 )  # fmt: skip
 for _module in PRELOADED:
     importlib.import_module(_module)

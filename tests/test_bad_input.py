@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlrnn.compare import plan_runs
-from rlrnn.config import PPOConfig, RunConfig
-from rlrnn.hyperparams import LogRange, default_config, search_space, with_values
-from rlrnn.rundir import RunLock
-from rlrnn.storage import create_study, open_storage
-from rlrnn.training import train
-from rlrnn.tune_setup import Setup
+from rlrnn.core.config import PPOConfig, RunConfig
+from rlrnn.core.hyperparams import LogRange, default_config, search_space, with_values
+from rlrnn.core.rundir import RunLock
+from rlrnn.core.training import train
+from rlrnn.tools.compare import plan_runs
+from rlrnn.tools.storage import create_study, open_storage
+from rlrnn.tools.tune_setup import Setup
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"  # env modules that misbehave
 EVIL = "evilenv:Evil-v0"  # names a module shipped beside a checkpoint
@@ -231,7 +231,7 @@ def evil_module(shared: Path) -> None:
 def sb3_weights(config: RunConfig) -> dict:
     from dataclasses import replace
 
-    from rlrnn.sb3 import _make_vec_env, build_model
+    from rlrnn.core.sb3 import _make_vec_env, build_model
 
     one = replace(config, ppo=replace(config.ppo, num_envs=1, num_minibatches=1))
     return build_model(one, _make_vec_env(one, 1), "cpu").policy.state_dict()

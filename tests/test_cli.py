@@ -105,13 +105,31 @@ def test_console_script_and_mlp_agent(tmp_path):
 def test_help_lists_every_config_field():
     from dataclasses import fields
 
-    from rlrnn.config import AgentConfig, PPOConfig, RunConfig
+    from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
 
     text = run("train.py", "--help").stdout
     for cls in (AgentConfig, PPOConfig, RunConfig):
         for f in fields(cls):
             if f.name not in ("agent", "ppo") or cls is AgentConfig:
                 assert "--" + f.name.replace("_", "-") in text, f.name
+
+
+@pytest.mark.parametrize(
+    "command", ["train", "evaluate", "compare", "tune", "agents", "probe", "gradflow"]
+)
+def test_help_shows_each_default_once(command, capsys):
+    from rlrnn.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: None)" not in text
+    options = text.split(" --")
+    assert all(o.count("(default:") <= 1 for o in options), [
+        o for o in options if o.count("(default:") > 1
+    ]
+    if command == "compare":
+        assert "(default: 3; --full: 5)" in text and "(default: reports/compare)" in text
 
 
 def assert_usage_error(result: subprocess.CompletedProcess, fragment: str) -> None:

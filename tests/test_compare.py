@@ -16,14 +16,14 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 from envs import PositionOnlyCartPoleEnv
-from rlrnn.checkpoint import load_checkpoint
 from rlrnn.cli import main
-from rlrnn.compare import bootstrap_ci, iqm
-from rlrnn.config import AGENT_NAMES
-from rlrnn.evaluation import evaluate
-from rlrnn.hyperparams import HYPERPARAMS, default_config
-from rlrnn.sb3 import SB3Policy
-from rlrnn.stability import pooled_stays_solved, stability
+from rlrnn.core.config import AGENT_NAMES
+from rlrnn.core.evaluation import evaluate
+from rlrnn.core.hyperparams import HYPERPARAMS, default_config
+from rlrnn.core.loading import load_checkpoint
+from rlrnn.core.sb3 import SB3Policy
+from rlrnn.tools.compare_report import bootstrap_ci, iqm
+from rlrnn.tools.stability import pooled_stays_solved, stability
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--total-timesteps", "1024", "--eval-interval", "512", "--episodes", "5"]

@@ -232,6 +232,18 @@ def test_lstm2_is_a_stacked_lstm():
     core = make_core("lstm2", D, H, 2)
     assert isinstance(core, LSTM) and core.num_layers == 2
     assert core.initial_state(B).h.shape == (2, B, H)
+    # Its depth is its own: built by name alone, it has two layers (other agents: one).
+    assert make_core("lstm2", D, H).num_layers == 2 and make_core("lstm", D, H).num_layers == 1
+    agent = make_agent("lstm2", D, 2, hidden_size=H)
+    assert agent.actor_core.num_layers == 2 and agent.is_recurrent
+
+
+def test_is_recurrent_means_a_state_kept_between_steps():
+    assert [make_agent(name, D, 2).is_recurrent for name in ("mlp", "framestack", "rnn")] == [
+        False,
+        True,
+        True,
+    ]
 
 
 def test_set_forget_bias_opens_the_forget_gate_of_every_layer():

@@ -10,12 +10,12 @@ import dataclasses
 
 import pytest
 
-from rlrnn.checkpoint import load_checkpoint
-from rlrnn.config import AgentConfig, RunConfig
-from rlrnn.evaluation import evaluate
-from rlrnn.hyperparams import default_config
-from rlrnn.stability import stability
-from rlrnn.training import train
+from rlrnn.core.config import AgentConfig, RunConfig
+from rlrnn.core.evaluation import evaluate
+from rlrnn.core.hyperparams import default_config
+from rlrnn.core.loading import load_checkpoint
+from rlrnn.core.training import train
+from rlrnn.tools.stability import stability
 
 SOLVED = 475.0
 

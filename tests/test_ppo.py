@@ -9,11 +9,12 @@ import torch
 
 from agents import RunningNorm
 from envs import make_batched_env
-from rlrnn.checkpoint import build_agent, load_checkpoint, save_checkpoint
-from rlrnn.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.core.checkpoint import save_checkpoint
+from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.core.loading import build_agent, load_checkpoint
+from rlrnn.core.ppo import KL_LR_BOUNDS, KL_LR_FACTOR, EpisodeStats, RecurrentPPO
+from rlrnn.core.training import train
 from rlrnn.errors import UsageError
-from rlrnn.ppo import KL_LR_BOUNDS, KL_LR_FACTOR, EpisodeStats, RecurrentPPO
-from rlrnn.training import train
 
 TINY = PPOConfig(total_timesteps=2048, num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2)
 

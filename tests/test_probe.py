@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from rlrnn.checkpoint import build_agent
 from rlrnn.cli import main
-from rlrnn.config import AgentConfig, RunConfig
+from rlrnn.core.config import AgentConfig, RunConfig
+from rlrnn.core.loading import build_agent
 from rlrnn.errors import UsageError
-from rlrnn.probe import (
+from rlrnn.tools.probe import (
     ALPHAS,
     VELOCITY_KEYS,
     collect,

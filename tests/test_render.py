@@ -9,18 +9,14 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from rlrnn import rendering
-from rlrnn.checkpoint import load_checkpoint
 from rlrnn.cli import main
-from rlrnn.config import PPOConfig
+from rlrnn.core.config import PPOConfig
+from rlrnn.core.loading import load_checkpoint
 from rlrnn.errors import UsageError
 from rlrnn.files import check_output_path
-from rlrnn.rendering import (
-    RenderRequest,
-    draw_overlay,
-    overlay_lines,
-    play,
-)
+from rlrnn.tools import sinks
+from rlrnn.tools.overlay import draw_overlay, overlay_lines
+from rlrnn.tools.rendering import RenderRequest, play
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "PositionOnlyCartPole-v1"
@@ -77,7 +73,7 @@ def test_window_plays_headless(runs, monkeypatch):
     agent, config = agent_of(runs["lstm"])
     with pytest.raises(UsageError, match=r"no display to show a window on .*'dummy'"):
         play(agent, config.env_id, ["human"], max_steps=5, fps=1000)  # it would show nothing
-    monkeypatch.setattr(rendering, "NO_WINDOW_DRIVERS", ())  # the window code, shown nowhere
+    monkeypatch.setattr(sinks, "NO_WINDOW_DRIVERS", ())  # the window code, shown nowhere
     result = play(agent, config.env_id, ["human"], max_steps=5, fps=1000)
     assert result.frames == result.lengths[0] <= 5 and not result.stopped
 
@@ -138,7 +134,7 @@ def test_render_request_is_checked_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="writing MP4 needs ffmpeg"):
         RenderRequest.create(video=tmp_path / "x.mp4")
     monkeypatch.undo()
-    monkeypatch.setattr(rendering, "NO_WINDOW_DRIVERS", ())
+    monkeypatch.setattr(sinks, "NO_WINDOW_DRIVERS", ())
     with pytest.raises(UsageError, match=r"unknown file type '\.gif'"):
         RenderRequest.create(video=tmp_path / "x.gif")
     with pytest.raises(UsageError, match="render-episodes"):

@@ -1,6 +1,6 @@
 """The stays-solved measures over a run's periodic evaluations."""
 
-from rlrnn.stability import pooled_stays_solved, stability
+from rlrnn.tools.stability import pooled_stays_solved, stability
 
 
 def evals(*means: float) -> list[dict[str, float]]:

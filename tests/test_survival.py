@@ -15,12 +15,13 @@ import pytest
 import torch
 from processes import start_training, wait_for
 
-from rlrnn.checkpoint import FORMAT_VERSION, load_checkpoint, read_checkpoint
 from rlrnn.cli import main
-from rlrnn.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.core.checkpoint import FORMAT_VERSION, read_checkpoint
+from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.core.loading import load_checkpoint
+from rlrnn.core.ppo import RecurrentPPO
+from rlrnn.core.training import train
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
-from rlrnn.ppo import RecurrentPPO
-from rlrnn.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = RunConfig(
@@ -286,7 +287,7 @@ def test_ctrl_c_while_compare_workers_start_is_one_line_and_leaves_no_process(tm
 
 
 def test_sigterm_to_compare_stops_its_training_workers_cleanly(tmp_path):
-    from rlrnn.compare import next_step, plan_runs
+    from rlrnn.tools.compare import next_step, plan_runs
 
     out = tmp_path / "report"
     args = ["--agents", "lstm", "--seeds", "2", "--workers", "2", "--total-timesteps", "400000"]

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from envs.batched import is_registered
-from rlrnn.checkpoint import env_id_from_file
-from rlrnn.compare import plan_runs
+from rlrnn.core.checkpoint import env_id_from_file
 from rlrnn.errors import UsageError
+from rlrnn.tools.compare import plan_runs
 
 EVIL = "evilenv:Evil-v0"
 

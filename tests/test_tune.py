@@ -15,7 +15,7 @@ import processes
 import pytest
 from optuna.trial import TrialState
 
-from rlrnn.hyperparams import (
+from rlrnn.core.hyperparams import (
     SEARCH_SPACES,
     LogRange,
     default_config,
@@ -23,11 +23,11 @@ from rlrnn.hyperparams import (
     value_of,
     with_values,
 )
-from rlrnn.safety import StopSignals
-from rlrnn.storage import open_storage
-from rlrnn.training import train
-from rlrnn.tune import Job, Objective
-from rlrnn.tune_setup import Setup, check_space, intermediate_value, score
+from rlrnn.core.safety import StopSignals
+from rlrnn.core.training import train
+from rlrnn.tools.storage import open_storage
+from rlrnn.tools.tune import Job, Objective
+from rlrnn.tools.tune_setup import Setup, check_space, intermediate_value, score
 
 ROOT = Path(__file__).resolve().parents[1]
 # Trials of 4,096 env steps (the largest rollout in the lstm's space), evaluated every 2,048.

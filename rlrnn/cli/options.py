@@ -1,0 +1,124 @@
+"""What every command shares: the parser, its help formatter, argument types, and one ``--flag``
+per config field (:func:`add_config_arguments`) read back into a config (:func:`config_from_args`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from rlrnn.core.config import (
+    AgentConfig,
+    PPOConfig,
+    RunConfig,
+    check_seed,
+    show_value,
+)
+from rlrnn.errors import EXIT_USAGE, UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default once: not when it is None (its help then says what happens)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a float that is a number (nan and inf are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed (an integer in [0, 2**32 - 1])."""
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+_SECTIONS = (("agent", AgentConfig), ("ppo", PPOConfig), (None, RunConfig))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per config field (``--no-flag`` for booleans), defaults shown in help."""
+    for section, cls in _SECTIONS:
+        group = parser.add_argument_group(cls.__doc__.strip().rstrip("."))
+        hints = get_type_hints(cls)
+        for f in fields(cls):
+            if cls is RunConfig and f.name in ("agent", "ppo"):
+                continue
+            kind = hints[f.name]
+            kwargs: dict[str, Any] = {  # argparse keyword arguments
+                "dest": f"{section}.{f.name}" if section else f.name,
+                "default": argparse.SUPPRESS,
+                "help": f"{f.metadata['help']} (default: {show_value(f.default)})",
+                "metavar": f.name.upper(),
+            }
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+                del kwargs["metavar"]
+            if kind is bool:
+                kwargs["action"] = argparse.BooleanOptionalAction
+                kwargs.pop("metavar", None)
+            elif kind == tuple[int, ...]:
+                kwargs.update(type=int, nargs="+")
+            elif kind is float:
+                kwargs["type"] = finite_float
+            else:
+                kwargs["type"] = kind
+            flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
+            group.add_argument(*flags, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    """Apply the options the user gave on top of ``base`` (the defaults when None)."""
+    base = base or RunConfig()
+    sections: dict[str | None, dict[str, Any]] = {None: {}, "agent": {}, "ppo": {}}
+    top_level = {f.name for f in fields(RunConfig)} - {"agent", "ppo"}
+    for key, value in vars(args).items():
+        section, _, name = key.rpartition(".")
+        if section or name in top_level:
+            sections[section or None][name] = tuple(value) if isinstance(value, list) else value
+    agent = dataclasses.replace(base.agent, **sections["agent"])
+    ppo = dataclasses.replace(base.ppo, **sections["ppo"])
+    return dataclasses.replace(base, agent=agent, ppo=ppo, **sections[None])
+
+
+def load_config_file(path: Path) -> RunConfig:
+    """The config in ``path``: a run's ``config.json``, or a tuned file (``rlrnn tune``'s
+    ``best.json``: the same with a ``"tuned"`` entry saying where it came from)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"--config {path}: not a JSON file") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: not a config (a JSON object of config.json's form)")
+    data.pop("tuned", None)
+    try:
+        return RunConfig.from_dict(data)
+    except UsageError as e:
+        raise UsageError(f"--config {path}: {e}") from None

@@ -1,0 +1,126 @@
+"""``rlrnn train`` (and ``python train.py``): train an agent into a run folder, or resume one."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+
+from rlrnn.cli.options import (
+    HelpFormatter,
+    add_config_arguments,
+    config_from_args,
+    load_config_file,
+)
+from rlrnn.errors import UsageError, WriteFailed
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an agent",
+        description="Train an agent with recurrent PPO; writes runs/<run-name>/.",
+        epilog="The defaults shown are the lstm agent's; every agent starts from its own tuned"
+        " defaults (see: rlrnn agents), which the options given here override.",
+        formatter_class=HelpFormatter,
+    )
+    out = p.add_argument_group("output")
+    out.add_argument("--run-dir", type=Path, help="run directory (default: <runs-root>/<run-name>)")
+    out.add_argument("--run-name", help="run name (default: <agent>-<env>-s<seed>-<time>)")
+    out.add_argument("--runs-root", type=Path, default=Path("runs"), help="parent of run dirs")
+    out.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    out.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="start from this config (a run's config.json, or rlrnn tune's best.json) instead of"
+        " the agent's defaults; the options given here override it",
+    )
+    out.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue the run in folder RUN from its last.pt (written every"
+        " --checkpoint-interval steps and on Ctrl-C / SIGTERM)",
+    )
+    add_config_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # The work's modules (TensorBoard, the trainer) load when the command runs, not for --help.
+    from envs.batched import check_env_id
+    from rlrnn.core.checkpoint import env_id_from_file
+    from rlrnn.core.config import resolve_device
+    from rlrnn.core.hyperparams import default_config
+    from rlrnn.core.memory import check_training_memory
+    from rlrnn.core.resume import LAST, check_resume, saved_run
+    from rlrnn.core.rundir import prepare_run_dir
+    from rlrnn.core.training import train
+    from rlrnn.files import make_writable_dir
+
+    env_given = getattr(args, "env_id", None) is not None  # the user's choice: trusted
+    if args.resume is not None:
+        if args.run_dir or args.run_name:
+            raise UsageError("--resume continues the run in RUN; leave out --run-dir/--run-name")
+        if args.config:
+            raise UsageError("--resume keeps the run's own config; leave out --config")
+        saved, status = saved_run(args.resume)
+        if not env_given:
+            env_id_from_file(saved.env_id, args.resume / LAST)
+        config = config_from_args(args, saved)
+        check_resume(args.resume, saved, status, config)
+    else:
+        if args.config:
+            base = load_config_file(args.config)
+            if not env_given:  # an env id from a file: not imported
+                env_id_from_file(base.env_id, args.config)
+        else:
+            base = default_config(getattr(args, "agent.agent", "lstm"))
+        config = config_from_args(args, base)
+    check_env_id(config.env_id)
+    check_training_memory(config, resolve_device(config.device))  # before creating anything
+    if args.resume is not None:
+        run_dir = make_writable_dir(args.resume, "run directory")
+    else:
+        name = args.run_name or (
+            f"{config.agent.agent}-{config.env_id.replace('/', '_').replace(':', '_')}"
+            f"-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        run_dir = prepare_run_dir(args.run_dir or args.runs_root / name)
+    try:
+        summary = train(
+            config, run_dir, show_progress=not args.quiet, resume=args.resume is not None
+        )
+    except WriteFailed as e:
+        resume = f" python train.py --resume {shlex.quote(str(run_dir))}"
+        then = f"; free some space, then resume:{resume}" if (run_dir / LAST).is_file() else ""
+        raise WriteFailed(f"{e}; {run_dir} keeps the files written before{then}") from None
+    if not args.quiet:
+        print(describe(summary, run_dir))
+    return 0
+
+
+def describe(s: dict, run_dir: Path) -> str:
+    """What ``rlrnn train`` prints at its end."""
+    lines = [
+        f"Trained {s['agent']} on {s['env_id']}: {s['env_steps']:,} env steps in "
+        f"{s['train_seconds']:.1f} s of training"
+        f" ({s['steps_per_second']:,.0f} steps/s on {s['device']}).",
+    ]
+    if s["solved_at_steps"] is not None:
+        lines.append(
+            f"Solved (evaluation mean >= {s['reward_threshold']:g}) after {s['solved_at_steps']:,}"
+            f" env steps, {s['solved_at_seconds']:.1f} s."
+        )
+    elif s["reward_threshold"] is not None:
+        lines.append(f"Not solved: no evaluation reached a mean of {s['reward_threshold']:g}.")
+    lines += [
+        f"Final evaluation: {s['final_eval_mean']:.1f} +/- {s['final_eval_std']:.1f}"
+        f" (best {s['best_eval_mean']:.1f}).",
+        f"Saved to {run_dir}/ (learning_curve.png, summary.json, tb/ for TensorBoard).",
+        f"Evaluate it: python evaluate.py {shlex.quote(str(run_dir))} --episodes 100"
+        "  (best.pt; --checkpoint final)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""Memory estimates, checked before anything large is allocated.
+
+A size a user types (environments, episodes, hidden units) or a file claims becomes tensors; one
+that cannot fit would allocate gigabytes before failing with a traceback, or push the machine into
+swap. Each estimate is compared with ``LIMIT`` of the memory available now (``MemAvailable`` on
+the CPU, free memory on a CUDA device) and refused in one line that gives both numbers.
+
+The estimates are deliberately generous (measured on the CPU: 1 to 2 times the real peak of a PPO
+iteration), so a refused size is wrong by a wide margin, and an accepted one leaves room.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import torch
+
+from rlrnn.core.config import RunConfig
+from rlrnn.errors import UsageError
+
+LIMIT = 0.8  # of the memory available when the command starts
+FLOAT = 4  # bytes
+GYM_ENV_BYTES = 16_384  # a gymnasium env object in a vector env (about 5 KB for Acrobot)
+TENSOR_ENV_BYTES = 256  # one tensor cart-pole: a few floats and counters
+
+
+def available_bytes(device: torch.device | str = "cpu") -> int | None:
+    """Memory free for new tensors on ``device`` now; None where it cannot be read."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def gigabytes(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.0f} MB"
+
+
+def check_fits(
+    estimate: float, device: torch.device | str, what: str, hint: str, available: int | None = None
+) -> None:
+    """A UsageError naming ``what``, the estimate and the limit unless ``estimate`` bytes fit."""
+    available = available_bytes(device) if available is None else available
+    if available is None:
+        return
+    limit = LIMIT * available
+    if estimate > limit:
+        raise UsageError(
+            f"{what} needs about {gigabytes(estimate)} of memory, more than the limit of"
+            f" {gigabytes(limit)} ({LIMIT:.0%} of the {gigabytes(available)} available on"
+            f" {torch.device(device).type}); {hint}"
+        )
+
+
+def _widths(config: RunConfig, obs_dim: int) -> tuple[int, int, int]:
+    """Recurrent units over all layers and cores, head units, and the core's input width."""
+    a = config.agent
+    cores = 1 if a.shared_core else 2
+    inputs = obs_dim * (a.frame_stack if a.agent == "framestack" else 1)
+    return a.hidden_size * a.num_layers * cores, sum(a.pi_hidden) + sum(a.vf_hidden), inputs
+
+
+def parameter_count(config: RunConfig, obs_dim: int, num_actions: int) -> int:
+    """An upper bound on the agent's parameters (a gated cell has 4 blocks of weights)."""
+    a = config.agent
+    cores = 1 if a.shared_core else 2
+    inputs = obs_dim * (a.frame_stack if a.agent == "framestack" else 1)
+    h = a.hidden_size
+    core = 4 * h * (inputs + h + 1) + (a.num_layers - 1) * 4 * h * (2 * h + 1)
+    heads = 0
+    for widths, out in ((a.pi_hidden, num_actions), (a.vf_hidden, 1)):
+        sizes = [h, *widths, out]
+        heads += sum((i + 1) * o for i, o in itertools.pairwise(sizes))
+    return cores * core + heads
+
+
+def training_bytes(config: RunConfig, obs_dim: int, num_actions: int, tensor_env: bool) -> int:
+    """One PPO iteration: the rollout buffers and the activations of a minibatch replay (per
+    env step), the envs, and weights with their gradients, Adam moments and a rollback copy."""
+    recurrent, heads, inputs = _widths(config, obs_dim)
+    per_step = 4 * heads + 16 * recurrent + 8 * inputs + 4 * num_actions + 128  # floats
+    p = config.ppo
+    envs = p.num_envs * (TENSOR_ENV_BYTES if tensor_env else GYM_ENV_BYTES)
+    weights = 5 * FLOAT * parameter_count(config, obs_dim, num_actions)
+    return FLOAT * per_step * p.num_envs * p.num_steps + envs + weights
+
+
+def acting_bytes(
+    config: RunConfig, obs_dim: int, num_actions: int, envs: int, tensor_env: bool
+) -> int:
+    """Playing ``envs`` environments at once without gradients (evaluation, rendering)."""
+    recurrent, heads, inputs = _widths(config, obs_dim)
+    per_env = 4 * recurrent + 2 * heads + 3 * inputs + 2 * num_actions + 64  # floats
+    overhead = TENSOR_ENV_BYTES if tensor_env else GYM_ENV_BYTES
+    return envs * (FLOAT * per_env + overhead) + FLOAT * parameter_count(
+        config, obs_dim, num_actions
+    )
+
+
+def check_training_memory(config: RunConfig, device: torch.device | str) -> None:
+    """Refuse a training run whose sizes cannot fit (before its env or agent is made)."""
+    from envs.batched import TENSOR_CARTPOLES, env_sizes
+
+    obs_dim, num_actions = env_sizes(config.env_id)
+    tensor_env = config.env_id in TENSOR_CARTPOLES
+    check_fits(
+        training_bytes(config, obs_dim, num_actions, tensor_env),
+        device,
+        f"training {config.ppo.num_envs:,} envs x {config.ppo.num_steps:,} steps with"
+        f" {config.agent.agent} (hidden size {config.agent.hidden_size:,})",
+        "lower --num-envs, --num-steps or --hidden-size",
+    )
+
+
+def check_acting_memory(
+    config: RunConfig, env_id: str, envs: int, device: torch.device | str, option: str
+) -> None:
+    """Refuse to play ``envs`` environments at once with ``config``'s agent if it cannot fit."""
+    from envs.batched import TENSOR_CARTPOLES, env_sizes
+
+    obs_dim, num_actions = env_sizes(env_id)
+    check_fits(
+        acting_bytes(config, obs_dim, num_actions, envs, env_id in TENSOR_CARTPOLES),
+        device,
+        f"playing {envs:,} episodes at once with {config.agent.agent}",
+        f"lower {option}",
+    )

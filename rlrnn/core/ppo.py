@@ -1,0 +1,372 @@
+"""Recurrent PPO: rollouts from a batched env, GAE, and clipped updates with full BPTT.
+
+Minibatches are sets of whole environment sequences replayed from the recurrent state stored at
+the start of the rollout: no padding, and the loss sees exactly the states the rollout acted with.
+Everything in ``collect_rollout`` and ``update`` stays on the config's device; the only host
+syncs are the statistics handed back once per iteration for logging. The rollout fills its
+storage in a loop of its own, with the step semantics of :mod:`rlrnn.core.player`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from agents import ActorCritic, RecurrentState, RunningNorm, sample_categorical
+from envs import BatchedEnv
+from rlrnn.core.config import PPOConfig
+from rlrnn.core.gae import bootstrap_truncated, compute_gae
+from rlrnn.core.player import episode_starts_after
+
+KL_LR_FACTOR = 1.5  # how far one minibatch moves the KL-adaptive learning rate
+KL_LR_BOUNDS = (1e-5, 1e-2)  # the KL-adaptive learning rate stays within these
+SOLVED_WINDOW = 20  # about how many recent episodes the solved test averages
+
+
+class Rollout(NamedTuple):
+    obs: Tensor  # (T, B, D)
+    episode_starts: Tensor  # (T, B) float, 1 where obs[t] starts an episode
+    actions: Tensor  # (T, B) long
+    logprobs: Tensor  # (T, B)
+    values: Tensor  # (T, B)
+    advantages: Tensor  # (T, B)
+    returns: Tensor  # (T, B)
+    initial_state: RecurrentState  # (L, B, H): the state before obs[0]
+
+
+class EpisodeStats(NamedTuple):
+    """Sums over the episodes that finished during one rollout (device tensors)."""
+
+    count: Tensor
+    return_sum: Tensor
+    length_sum: Tensor
+
+
+class RunningReturnScale(nn.Module):
+    """Scales rewards by the running std of the discounted return (as VecNormalize does)."""
+
+    def __init__(self, num_envs: int, gamma: float, device: torch.device):
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("returns", torch.zeros(num_envs, device=device))
+        self.stats = RunningNorm(1).to(device)
+
+    @torch.no_grad()
+    def forward(self, rewards: Tensor, dones: Tensor) -> Tensor:
+        """Update the statistics with a ``(T, B)`` rollout and return the scaled rewards."""
+        discounted = torch.empty_like(rewards)
+        for t in range(rewards.shape[0]):
+            self.returns.mul_(self.gamma).add_(rewards[t])
+            discounted[t] = self.returns
+            self.returns.mul_(1.0 - dones[t])
+        self.stats.update(discounted)
+        return rewards * self.stats.inv_std
+
+
+class RecurrentPPO:
+    """The learner: owns the agent, its optimizer, the env and the rollout state.
+
+    Args:
+        agent: the policy to train (already on ``env.device``).
+        env: the batched environment (reset here with ``seed``).
+        config: PPO hyperparameters.
+        seed: seed of the environments.
+    """
+
+    def __init__(self, agent: ActorCritic, env: BatchedEnv, config: PPOConfig, seed: int) -> None:
+        self.agent, self.env, self.config = agent, env, config
+        self.device = env.device
+        # The learning rate lives on the device, so the KL-adaptive schedule moves it without a
+        # host sync. Fused Adam: one kernel for all parameters instead of a handful per tensor.
+        self.lr = torch.tensor(config.learning_rate, device=self.device)
+        self.optimizer = torch.optim.Adam(
+            agent.parameters(),
+            lr=self.lr,
+            betas=(config.adam_beta1, config.adam_beta2),
+            eps=1e-5,
+            fused=True,
+        )
+        self.reward_scale = (
+            RunningReturnScale(env.num_envs, config.gamma, self.device)
+            if config.normalize_reward
+            else None
+        )
+        # "Solved": the training return over recent episodes reaches the env's threshold. Kept
+        # on the device (a moving average weighted by finished episodes): no host sync.
+        self.recent_return = torch.zeros((), device=self.device)
+        self.finished_episodes = torch.zeros((), device=self.device)
+        self.solved = torch.zeros((), dtype=torch.bool, device=self.device)
+        self.threshold = env.reward_threshold if config.freeze_obs_norm else None
+        self.obs = env.reset(seed)
+        self.episode_starts = torch.ones(env.num_envs, device=self.device)
+        self.state = agent.initial_state(env.num_envs, self.device)
+        self._episode_return = torch.zeros(env.num_envs, device=self.device)
+        self._episode_length = torch.zeros(env.num_envs, device=self.device)
+        self.env_steps = 0
+        self.iteration = 0
+
+    # ------------------------------------------------------------------ rollout
+    @torch.no_grad()
+    def collect_rollout(self) -> tuple[Rollout, EpisodeStats]:
+        cfg, env, agent = self.config, self.env, self.agent
+        T, B = cfg.num_steps, env.num_envs
+        initial_state = self.state
+
+        def buffer(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+            return torch.empty(T, *shape, dtype=dtype, device=self.device)
+
+        obs_buf, final_obs_buf = buffer(B, env.obs_dim), buffer(B, env.obs_dim)
+        starts_buf, value_buf, reward_buf = buffer(B), buffer(B), buffer(B)
+        logits_buf = buffer(B, env.num_actions)
+        actions_buf = buffer(B, dtype=torch.long)
+        term_buf, trunc_buf = buffer(B, dtype=torch.bool), buffer(B, dtype=torch.bool)
+        state_h, state_c = buffer(*self.state.h.shape), buffer(*self.state.c.shape)  # (T, L, B, H)
+        return_buf, length_buf = buffer(B), buffer(B)  # running episode return / length
+
+        # The loop does only what must be sequential; everything else is vectorised below.
+        obs, starts, state = self.obs, self.episode_starts, self.state
+        for t in range(T):
+            obs_buf[t], starts_buf[t] = obs, starts
+            logits, value, state = agent(obs[None], state, starts[None])  # (1, B, ...)
+            action = sample_categorical(logits[0])
+            logits_buf[t], actions_buf[t], value_buf[t] = logits[0], action, value[0]
+            state_h[t], state_c[t] = state.h, state.c  # the state that saw obs[t]
+
+            result = env.step(action)
+            reward_buf[t], final_obs_buf[t] = result.reward, result.final_obs
+            term_buf[t], trunc_buf[t] = result.terminated, result.truncated
+            return_buf[t] = self._episode_return.add_(result.reward)
+            length_buf[t] = self._episode_length.add_(1)
+            starts = episode_starts_after(result)
+            self._episode_return.mul_(1 - starts)
+            self._episode_length.mul_(1 - starts)
+            obs = result.obs
+
+        self.obs, self.episode_starts, self.state = obs, starts, state
+        self.env_steps += T * B
+
+        done_buf = (term_buf | trunc_buf).float()
+        logp_buf = logits_buf.log_softmax(-1).gather(-1, actions_buf[..., None]).squeeze(-1)
+        finished = torch.stack(
+            (done_buf.sum(), (return_buf * done_buf).sum(), (length_buf * done_buf).sum())
+        )
+        rewards = reward_buf
+        if self.reward_scale is not None:
+            rewards = self.reward_scale(rewards, done_buf)
+        # Value of each final observation, seen with the state after obs[t]: one batched call.
+        final_state = RecurrentState(
+            state_h.permute(1, 0, 2, 3).flatten(1, 2), state_c.permute(1, 0, 2, 3).flatten(1, 2)
+        )  # (T, L, B, H) -> (L, T*B, H)
+        _, final_values, _ = agent(
+            final_obs_buf.reshape(1, T * B, -1),
+            final_state,
+            torch.zeros(1, T * B, device=self.device),
+        )
+        truncated_only = trunc_buf & ~term_buf
+        rewards = bootstrap_truncated(rewards, truncated_only, final_values.view(T, B), cfg.gamma)
+        _, last_value, _ = agent(obs[None], state, starts[None])
+        advantages, returns = compute_gae(
+            rewards, value_buf, done_buf, last_value[0], cfg.gamma, cfg.gae_lambda
+        )
+        rollout = Rollout(
+            obs_buf,
+            starts_buf,
+            actions_buf,
+            logp_buf,
+            value_buf,
+            advantages,
+            returns,
+            initial_state,
+        )
+        return rollout, EpisodeStats(*finished.unbind())
+
+    # ------------------------------------------------------------------ update
+    def update(self, rollout: Rollout, progress: float) -> dict[str, Tensor]:
+        """PPO epochs over ``rollout``; ``progress`` in [0, 1) drives the linear annealing."""
+        cfg = self.config
+        frac = 1.0 - progress
+        clip = cfg.clip_coef * (frac if cfg.anneal_clip else 1.0)
+        if not cfg.desired_kl:  # the KL-adaptive schedule replaces the linear one
+            self.lr.fill_(cfg.learning_rate * (frac if cfg.anneal_lr else 1.0))
+
+        B = rollout.obs.shape[1]
+        totals: dict[str, Tensor] = {}
+        n = 0
+        for _ in range(cfg.update_epochs):
+            epoch_kl = torch.zeros((), device=self.device)
+            for envs in torch.randperm(B, device=self.device).split(cfg.envs_per_minibatch):
+                stats = self._minibatch_step(rollout, envs, clip)
+                epoch_kl += stats["approx_kl"]
+                n += 1
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0) + v
+            # The one host sync of the early stop, once per epoch and only when it is on.
+            if cfg.target_kl > 0 and epoch_kl.item() / cfg.num_minibatches > cfg.target_kl:
+                break
+        out = {k: v / n for k, v in totals.items()}
+        out["epochs"] = torch.tensor(n / cfg.num_minibatches, device=self.device)
+        out["learning_rate"] = self.lr.clone()
+        out["explained_variance"] = explained_variance(rollout.values, rollout.returns)
+        return out | self.diagnostics(rollout)
+
+    @torch.no_grad()
+    def diagnostics(self, rollout: Rollout) -> dict[str, Tensor]:
+        """What moves when a solved policy collapses: the raw advantage scale (before the
+        per-minibatch normalisation), the return scale the rewards are divided by, the value
+        level, the observation normaliser's statistics and whether it is frozen yet
+        (``freeze_obs_norm``). Keys are TensorBoard tags."""
+        out = {
+            "diagnostics/advantage_std": rollout.advantages.std(),
+            "diagnostics/value_mean": rollout.values.mean(),
+            "diagnostics/solved": self.solved.float(),
+        }
+        if self.reward_scale is not None:
+            out["diagnostics/return_std"] = self.reward_scale.stats.inv_std[0].reciprocal()
+        norm = self.agent.obs_norm
+        for i in range(norm.mean.numel()):
+            out[f"diagnostics/obs_mean_{i}"] = norm.mean[i]
+            out[f"diagnostics/obs_std_{i}"] = norm.inv_std[i].reciprocal()
+        return out
+
+    def _minibatch_step(self, rollout: Rollout, envs: Tensor, clip: float) -> dict[str, Tensor]:
+        cfg = self.config
+        logits, values, _ = self.agent(
+            rollout.obs[:, envs],
+            rollout.initial_state.select(envs),
+            rollout.episode_starts[:, envs],
+        )  # replay whole sequences: (T, b, A), (T, b)
+        logp_all = logits.log_softmax(-1)
+        actions = rollout.actions[:, envs]
+        new_logp = logp_all.gather(-1, actions[..., None]).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+        log_ratio = new_logp - rollout.logprobs[:, envs]
+        ratio = log_ratio.exp()
+
+        advantages = rollout.advantages[:, envs]
+        if cfg.norm_adv:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        pg_loss = torch.max(
+            -advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)
+        ).mean()
+        value_loss = 0.5 * (values - rollout.returns[:, envs]).square().mean()
+        loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # Without clipping the norm is still measured (an infinite bound scales nothing).
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
+        grad_norm = nn.utils.clip_grad_norm_(self.agent.parameters(), max_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()
+            if cfg.desired_kl:
+                self._adapt_learning_rate(approx_kl)
+            return {
+                "policy_loss": pg_loss.detach(),
+                "value_loss": value_loss.detach(),
+                "entropy": entropy.detach(),
+                "approx_kl": approx_kl,
+                "clipfrac": ((ratio - 1).abs() > clip).float().mean(),
+                "grad_norm": grad_norm,
+            }
+
+    def _adapt_learning_rate(self, approx_kl: Tensor) -> None:
+        """rsl_rl's schedule: a step that moved the policy more than twice the desired KL
+        shrinks the next one by 1.5, one that moved it less than half grows it by 1.5."""
+        kl = self.config.desired_kl
+        factor = torch.where(
+            approx_kl > 2 * kl,
+            1 / KL_LR_FACTOR,
+            torch.where(approx_kl < kl / 2, KL_LR_FACTOR, 1.0),
+        )
+        self.lr.mul_(factor).clamp_(*KL_LR_BOUNDS)
+
+    def _track_solved(self, episodes: EpisodeStats) -> None:
+        """Fold this rollout's finished episodes into the running return (each episode weighs
+        1/SOLVED_WINDOW, a moving average over about that many episodes) and latch ``solved``
+        once it reaches the threshold with at least that many episodes seen. One rollout of a
+        few long episodes is not enough: a policy is called solved on its recent record."""
+        weight = 1 - (1 - 1 / SOLVED_WINDOW) ** episodes.count
+        batch_mean = episodes.return_sum / episodes.count.clamp_min(1)
+        self.recent_return += weight * (batch_mean - self.recent_return)
+        self.finished_episodes += episodes.count
+        reached = self.recent_return >= self.threshold
+        self.solved |= reached & (self.finished_episodes >= SOLVED_WINDOW)
+
+    # ------------------------------------------------------------------ resuming
+    def state_dict(self) -> dict[str, Any]:
+        """The learner's whole state (weights excluded: they travel in the checkpoint's model):
+        optimizer, reward scale, where each env is, counters and the random generators."""
+        env_state = getattr(self.env, "state_dict", None)
+        saved = {
+            "optimizer": self.optimizer.state_dict(),
+            "learning_rate": self.lr,
+            "reward_scale": None if self.reward_scale is None else self.reward_scale.state_dict(),
+            "obs": self.obs,
+            "episode_starts": self.episode_starts,
+            "state_h": self.state.h,
+            "state_c": self.state.c,
+            "episode_return": self._episode_return,
+            "episode_length": self._episode_length,
+            "solved": self.solved,
+            "recent_return": self.recent_return,
+            "finished_episodes": self.finished_episodes,
+            "env_steps": self.env_steps,
+            "iteration": self.iteration,
+            "env": None if env_state is None else env_state(),
+            "cpu_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            saved["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return saved
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Continue where ``state_dict`` left off. Envs without a saved state (gymnasium ones)
+        start fresh episodes, seeded by the step count."""
+        to = {"device": self.device}
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.config.desired_kl:  # the adapted rate goes on; a fixed schedule recomputes it
+            self.lr.copy_(saved["learning_rate"])
+        for group in self.optimizer.param_groups:  # loading replaced the tensor Adam reads
+            group["lr"] = self.lr
+        if self.reward_scale is not None:
+            self.reward_scale.load_state_dict(saved["reward_scale"])
+        self.env_steps, self.iteration = int(saved["env_steps"]), int(saved["iteration"])
+        for key in ("solved", "recent_return", "finished_episodes"):
+            if key in saved:  # absent from checkpoints of older versions
+                getattr(self, key).copy_(saved[key])
+        if saved["env"] is not None and hasattr(self.env, "load_state_dict"):
+            self.env.load_state_dict(saved["env"])
+            self.obs = saved["obs"].to(**to)
+            self.episode_starts = saved["episode_starts"].to(**to)
+            self.state = RecurrentState(saved["state_h"].to(**to), saved["state_c"].to(**to))
+            self._episode_return = saved["episode_return"].to(**to)
+            self._episode_length = saved["episode_length"].to(**to)
+        else:
+            self.obs = self.env.reset(self.env_steps)
+        torch.set_rng_state(saved["cpu_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
+
+    # ------------------------------------------------------------------ one iteration
+    def iterate(self) -> tuple[dict[str, Tensor], EpisodeStats]:
+        """Collect one rollout, normalise observations, update; returns device statistics."""
+        progress = self.iteration / self.config.num_iterations
+        rollout, episodes = self.collect_rollout()
+        stats = self.update(rollout, progress)
+        # New observation statistics apply from the next rollout on, so the update above saw
+        # exactly the inputs the rollout acted on.
+        if self.threshold is not None:
+            self._track_solved(episodes)
+        self.agent.obs_norm.update(rollout.obs, active=~self.solved)
+        self.iteration += 1
+        return stats, episodes
+
+
+def explained_variance(values: Tensor, returns: Tensor) -> Tensor:
+    """1 - Var(returns - values) / Var(returns): 1 is a perfect critic, 0 a constant one."""
+    var = returns.var()
+    return torch.where(var > 0, 1 - (returns - values).var() / var, torch.zeros_like(var))
