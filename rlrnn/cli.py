@@ -151,6 +151,12 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         f" (default: {' '.join(DEFAULT_AGENTS)}, or none when --runs is given)",
     )
     p.add_argument("--full", action="store_true", help="all agents, 5 seeds")
+    p.add_argument(
+        "--suite", choices=("memory",),
+        help="a suite of envs instead of --env: 'memory' trains mlp, framestack k=4 and k=8,"
+        " gru and lstm on the noisy (sigma 0.1) and flickering (p 0.5) cart-poles, 300k steps,"
+        " into <out>/<env>/ and a summary in <out>/ (--full: 5 seeds, sigma 0.2 and 0.3 too)",
+    )  # fmt: skip
     p.add_argument("--seeds", type=int, help="number of seeds per agent (default: 3; --full: 5)")
     p.add_argument("--first-seed", type=seed_int, default=0, help="seeds are first-seed, +1, ...")
     p.add_argument("--env", dest="env_id", default="PositionOnlyCartPole-v1", help="env id")
@@ -531,6 +537,8 @@ def _compare(args: argparse.Namespace) -> int:
     from rlrnn.memory import check_acting_memory
     from rlrnn.training import resolve_device
 
+    if args.suite is not None:
+        return _compare_suite(args)
     check_env_id(args.env_id)
     device = resolve_device(args.device)
     if args.full and args.agents:
@@ -587,6 +595,36 @@ def _compare(args: argparse.Namespace) -> int:
         threshold = records[0]["summary"]["reward_threshold"]
         print(compare.results_markdown(rows, args.env_id, args.episodes, threshold))
         print(f"Report: {out_dir}/ (learning_curves.png, results.md, results.csv, configs/)")
+    return 0
+
+
+def _compare_suite(args: argparse.Namespace) -> int:
+    from rlrnn.suites import run_suite
+
+    given = {"--agents": args.agents, "--runs": args.runs, "--frame-stack": args.frame_stack}
+    given |= {"--storage": args.storage, "--env": "--env" in args.argv}
+    clash = [name for name, value in given.items() if value]
+    if clash:
+        raise UsageError(f"--suite chooses the envs and agents; leave out {clash[0]}")
+    seeds = args.seeds if args.seeds is not None else (5 if args.full else 3)
+    for name in ("seeds", "episodes", "total_timesteps", "workers", "eval_interval"):
+        value = seeds if name == "seeds" else getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    overrides = {"device": args.device}
+    if args.total_timesteps is not None:
+        overrides["ppo.total_timesteps"] = args.total_timesteps
+    if args.eval_interval is not None:
+        overrides["eval_interval"] = args.eval_interval
+    out = args.out if "--out" in args.argv else Path("reports") / args.suite
+    command = shlex.join(["rlrnn", *args.argv])
+    summary = run_suite(
+        args.suite, out, list(range(args.first_seed, args.first_seed + seeds)), args.full,
+        overrides, args.episodes, args.workers, not args.quiet, command,
+    )  # fmt: skip
+    if not args.quiet:
+        print(summary)
+        print(f"Report: {out}/ (summary.md; one folder per env with its curves and table)")
     return 0
 
 
