@@ -503,6 +503,7 @@ def _play_episodes(
     device: torch.device | str,
 ) -> RenderResult:
     """:func:`play` once its arguments are checked and ``env`` is made."""
+    from envs.spaces import encode
     from rlrnn.probe import agent_step, fit_velocity_probe, has_cartpole_state
 
     if any(Path(str(t)).suffix.lower() == ".gif" for t in targets):
@@ -525,7 +526,8 @@ def _play_episodes(
             starts = torch.ones(1, device=device)
             episode_return, step = 0.0, 0
             while True:
-                obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device)
+                seen = encode(env.observation_space, np.asarray(obs)[None])  # (1, obs_dim)
+                obs_t = torch.as_tensor(seen, device=device)
                 truth = _true_velocities(env)
                 estimate = None
                 if recurrent:

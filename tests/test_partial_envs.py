@@ -163,10 +163,8 @@ def test_bad_parameters_in_python_raise_value_errors():
         TensorPartialCartPole(2, flicker=1.1)
 
 
-@pytest.mark.parametrize(
-    "env_id", ["NoisyPositionOnlyCartPole-sigma-0.1-v1", "FlickeringPositionOnlyCartPole-p2-v1"]
-)
-def test_bad_parameters_on_the_command_line_are_one_line_and_exit_2(env_id, tmp_path):
+def test_bad_parameters_on_the_command_line_are_one_line_and_exit_2(tmp_path):
+    env_id = "NoisyPositionOnlyCartPole-sigma-0.1-v1"  # the other ids fail the same way (above)
     done = rlrnn("train", "--env", env_id, "--run-dir", str(tmp_path / "run"), timeout=120)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
