@@ -21,7 +21,7 @@ from torch import Tensor
 from agents import ActorCritic, RecurrentState
 from envs import TensorCartPole, make_batched_env
 from envs.batched import TENSOR_CARTPOLES
-from envs.variants import variant_params
+from envs.variants import VariantError, variant_params
 from rlrnn.checkpoint import build_agent, checkpoint_path, load_checkpoint
 from rlrnn.errors import UsageError
 from rlrnn.files import check_output_path, save_figure
@@ -35,7 +35,10 @@ ALPHAS = tuple(10.0**k for k in range(-8, 1))  # ridge penalties tried when none
 
 def has_cartpole_state(env_id: str) -> bool:
     """Whether the probe can read true velocities from ``env_id``."""
-    return env_id in TENSOR_CARTPOLES or variant_params(env_id) is not None
+    try:
+        return env_id in TENSOR_CARTPOLES or variant_params(env_id) is not None
+    except VariantError:  # a variant id with an impossible parameter
+        return False
 
 
 @torch.no_grad()

@@ -170,3 +170,16 @@ def test_bad_parameters_on_the_command_line_are_one_line_and_exit_2(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and env_id in lines[0], done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_probe_reads_the_true_velocities_behind_the_noise():
+    from rlrnn.checkpoint import build_agent
+    from rlrnn.config import RunConfig
+    from rlrnn.probe import collect, has_cartpole_state
+
+    env_id = "NoisyPositionOnlyCartPoleHard-v1"
+    assert has_cartpole_state(env_id) and not has_cartpole_state("Acrobot-v1")
+    agent = build_agent(RunConfig(env_id=env_id), 2, 2)
+    data = collect(agent, env_id, episodes=4)
+    assert data.velocities.shape == (len(data.episode), 2) and len(data.episode) > 4
+    assert data.features[0].shape[0] == len(data.episode)
