@@ -2,15 +2,20 @@
 
     python benchmarks/throughput.py --device cuda --num-envs 1024 4096 16384
     python benchmarks/throughput.py --device cpu --num-envs 32 128 512
+    python benchmarks/throughput.py --num-envs 64 1024 4096 --env PositionOnlyCartPole-v1 \
+        NoisyPositionOnlyCartPoleEasy-v1 FlickeringPositionOnlyCartPole-v1
 
 Reports env steps per second over ``--iterations`` iterations after one warm-up iteration,
-with the default agent and PPO settings except the number of envs (and 4 minibatches).
+with the default agent and PPO settings except the number of envs (and 4 minibatches). With
+several ``--env`` the envs are measured side by side, one size at a time, in ``--rounds``
+interleaved rounds (the median is reported), so that a busy machine slows them alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import time
 
 import torch
@@ -21,8 +26,10 @@ from rlrnn.core.loading import build_agent
 from rlrnn.core.ppo import RecurrentPPO
 
 
-def measure(num_envs: int, device: torch.device, iterations: int, backend: str) -> float:
-    base = RunConfig()
+def measure(
+    num_envs: int, device: torch.device, iterations: int, backend: str, env_id: str
+) -> float:
+    base = dataclasses.replace(RunConfig(), env_id=env_id)
     ppo_config = dataclasses.replace(
         base.ppo, num_envs=num_envs, num_minibatches=4, total_timesteps=10**9
     )
@@ -49,17 +56,24 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--backend", choices=("custom", "torch"), nargs="+", default=["custom"])
+    parser.add_argument("--env", nargs="+", default=["PositionOnlyCartPole-v1"], help="env ids")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.set_num_threads(1)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU, 1 thread"
     print(f"device: {name}; torch {torch.__version__}")
-    print("| backend | envs | env steps / s |")
-    print("|---|---|---|")
+    print("| env | backend | envs | env steps / s |")
+    print("|---|---|---|---|")
     for backend in args.backend:
         for n in args.num_envs:
-            sps = measure(n, device, args.iterations, backend)
-            print(f"| {backend} | {n:,} | {sps:,.0f} |", flush=True)
+            rounds: dict[str, list[float]] = {env_id: [] for env_id in args.env}
+            for _ in range(args.rounds):
+                for env_id in args.env:
+                    rounds[env_id].append(measure(n, device, args.iterations, backend, env_id))
+            for env_id, sps in rounds.items():
+                median = statistics.median(sps)
+                print(f"| {env_id} | {backend} | {n:,} | {median:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from torch import Tensor
 
+from envs import spaces as obs_spaces
+from envs import variants
+from envs.partial_cartpole import TensorPartialCartPole
 from envs.protocol import BatchedEnv, StepResult
 from envs.tensor_cartpole import TensorCartPole
 
@@ -24,10 +27,11 @@ class EnvError(ValueError):
 
 
 class GymnasiumBatchedEnv:
-    """Any gymnasium env with a Box observation and a Discrete action, behind the batched interface.
+    """Any gymnasium env with a Discrete action, behind the batched interface.
 
-    Runs ``num_envs`` copies in a synchronous vector env (same-step auto-reset) and converts
-    between numpy and tensors on ``device`` at this edge only.
+    Box observations are flattened, Discrete and MultiDiscrete ones one-hot encoded
+    (:mod:`envs.spaces`). Runs ``num_envs`` copies in a synchronous vector env (same-step
+    auto-reset) and converts between numpy and tensors on ``device`` at this edge only.
     """
 
     def __init__(
@@ -40,7 +44,8 @@ class GymnasiumBatchedEnv:
         probe = _make_checked(env_id)
         self.num_envs = num_envs
         self.device = torch.device(device)
-        self.obs_dim = int(np.prod(probe.observation_space.shape))
+        self.observation_space = probe.observation_space
+        self.obs_dim = obs_spaces.flat_size(probe.observation_space)
         self.num_actions = int(probe.action_space.n)
         spec = probe.spec
         self.max_episode_steps = spec.max_episode_steps if spec else None
@@ -55,9 +60,8 @@ class GymnasiumBatchedEnv:
         )
 
     def _tensor(self, array: np.ndarray) -> Tensor:
-        return torch.as_tensor(array, dtype=torch.float32, device=self.device).reshape(
-            self.num_envs, self.obs_dim
-        )
+        encoded = obs_spaces.encode(self.observation_space, array)  # (N, obs_dim)
+        return torch.as_tensor(encoded, dtype=torch.float32, device=self.device)
 
     def reset(self, seed: int = 0) -> Tensor:
         obs, _ = self._vec.reset(seed=seed)
@@ -65,7 +69,7 @@ class GymnasiumBatchedEnv:
 
     def step(self, actions: Tensor) -> StepResult:
         obs, reward, terminated, truncated, info = self._vec.step(actions.cpu().numpy())
-        final = np.array(obs, copy=True)
+        final = np.array(obs, copy=True)  # raw observations: encoded below
         if "_final_obs" in info:
             for i in np.flatnonzero(info["_final_obs"]):
                 final[i] = info["final_obs"][i]
@@ -94,7 +98,16 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
+def _register_variant(env_id: str) -> bool:
+    """Register a partially observed cart-pole id (:mod:`envs.variants`); whether it is one."""
+    try:
+        return variants.register(env_id)
+    except variants.VariantError as e:
+        raise EnvError(str(e)) from None
+
+
 def _make_checked(env_id: str) -> gym.Env:
+    _register_variant(env_id)
     try:
         env = gym.make(env_id)
     except (gym.error.Error, ModuleNotFoundError, AttributeError, ValueError) as e:
@@ -104,10 +117,8 @@ def _make_checked(env_id: str) -> gym.Env:
     problem = None
     if not isinstance(env.action_space, gym.spaces.Discrete):
         problem = f"needs a Discrete action space, has {env.action_space}"
-    elif not isinstance(env.observation_space, gym.spaces.Box):
-        problem = f"needs a Box observation space, has {env.observation_space}"
-    elif int(np.prod(env.observation_space.shape)) < 1:
-        problem = f"has an empty observation space {env.observation_space}"
+    elif obs_spaces.space_problem(env.observation_space) is not None:
+        problem = obs_spaces.space_problem(env.observation_space)
     elif int(env.action_space.n) < 1:
         problem = "has no actions"
     if problem is not None:
@@ -121,12 +132,31 @@ def is_registered(env_id: str) -> bool:
     with gymnasium (rlrnn's, gymnasium's, an installed plugin's) and any ``module:`` prefix names
     a module already imported (e.g. by a ``--env module:EnvId`` the user typed)."""
     module, _, name = env_id.rpartition(":")
+    if module in KNOWN_PLUGINS and module not in sys.modules:
+        _import_plugin(module)
+    try:
+        _register_variant(name)
+    except EnvError:
+        return False
     return (not module or module in sys.modules) and name in gym.registry
+
+
+# Installed packages whose envs rlrnn makes by id, importing them when a file names them
+# (rlrnn trusts installed packages): its optional extras.
+KNOWN_PLUGINS = ("popgym",)
+
+
+def _import_plugin(module: str) -> None:
+    import contextlib
+    import importlib
+
+    with contextlib.suppress(ImportError):  # not installed: the id stays unregistered
+        importlib.import_module(module)
 
 
 def check_env_id(env_id: str) -> None:
     """Raise :class:`EnvError` unless ``env_id`` names an env rlrnn can train on."""
-    if env_id not in TENSOR_CARTPOLES:
+    if env_id not in TENSOR_CARTPOLES and not _register_variant(env_id):
         _make_checked(env_id).close()
 
 
@@ -134,8 +164,10 @@ def env_sizes(env_id: str) -> tuple[int, int]:
     """``(obs_dim, num_actions)`` of ``env_id`` (an :class:`EnvError` if rlrnn cannot use it)."""
     if env_id in TENSOR_CARTPOLES:
         return (2 if TENSOR_CARTPOLES[env_id] else 4), 2
+    if _register_variant(env_id):
+        return 2, 2
     env = _make_checked(env_id)
-    sizes = int(np.prod(env.observation_space.shape)), int(env.action_space.n)
+    sizes = obs_spaces.flat_size(env.observation_space), int(env.action_space.n)
     env.close()
     return sizes
 
@@ -146,11 +178,15 @@ def make_batched_env(
     device: str | torch.device = "cpu",
     max_episode_steps: int | None = None,
 ) -> BatchedEnv:
-    """The tensor cart-pole for the built-in ids, gymnasium's vector API for any other id.
+    """The tensor cart-pole for the built-in ids and the partially observed variants
+    (:mod:`envs.variants`), gymnasium's vector API for any other id.
 
     ``max_episode_steps`` replaces the env's time limit (None keeps it).
     """
+    limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     if env_id in TENSOR_CARTPOLES:
-        limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
         return TensorCartPole(num_envs, device, position_only=TENSOR_CARTPOLES[env_id], **limit)
+    if _register_variant(env_id):
+        params = variants.variant_kwargs(env_id) or {}
+        return TensorPartialCartPole(num_envs, device, **params, **limit)
     return GymnasiumBatchedEnv(env_id, num_envs, device, max_episode_steps)

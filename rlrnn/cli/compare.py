@@ -38,6 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         f" (default: {' '.join(DEFAULT_AGENTS)}, or none when --runs is given)",
     )
     p.add_argument("--full", action="store_true", help="all agents, 5 seeds")
+    p.add_argument(
+        "--suite",
+        choices=("memory",),
+        help="a suite of envs instead of --env: 'memory' trains mlp, framestack k=4 and k=8,"
+        " gru and lstm on the noisy (sigma 0.1) and flickering (p 0.5) cart-poles, 300k steps,"
+        " into <out>/<env>/ and a summary in <out>/ (--full: 5 seeds, sigma 0.2 and 0.3 too)",
+    )
     p.add_argument("--seeds", type=int, help="number of seeds per agent (default: 3; --full: 5)")
     p.add_argument("--first-seed", type=seed_int, default=0, help="seeds are first-seed, +1, ...")
     p.add_argument("--env", dest="env_id", default="PositionOnlyCartPole-v1", help="env id")
@@ -71,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from rlrnn.tools.claims import run_claimed
     from rlrnn.tools.compare_report import results_markdown, write_report
 
+    if args.suite is not None:
+        return run_suite(args)
     check_env_id(args.env_id)
     device = resolve_device(args.device)
     if args.full and args.agents:
@@ -133,6 +142,43 @@ def run(args: argparse.Namespace) -> int:
         threshold = records[0]["summary"]["reward_threshold"]
         print(results_markdown(rows, args.env_id, args.episodes, threshold))
         print(f"Report: {out_dir}/ (learning_curves.png, results.md, results.csv, configs/)")
+    return 0
+
+
+def run_suite(args: argparse.Namespace) -> int:
+    """``--suite``: the suite's envs and agents, one report per env and a summary."""
+    from rlrnn.tools import suites
+
+    given = {"--agents": args.agents, "--runs": args.runs, "--frame-stack": args.frame_stack}
+    given |= {"--storage": args.storage, "--env": "--env" in args.argv}
+    clash = [name for name, value in given.items() if value]
+    if clash:
+        raise UsageError(f"--suite chooses the envs and agents; leave out {clash[0]}")
+    seeds = args.seeds if args.seeds is not None else (5 if args.full else 3)
+    for name in ("seeds", "episodes", "total_timesteps", "workers", "eval_interval"):
+        value = seeds if name == "seeds" else getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    overrides = {"device": args.device}
+    if args.total_timesteps is not None:
+        overrides["ppo.total_timesteps"] = args.total_timesteps
+    if args.eval_interval is not None:
+        overrides["eval_interval"] = args.eval_interval
+    out = args.out if "--out" in args.argv else Path("reports") / args.suite
+    summary = suites.run_suite(
+        args.suite,
+        out,
+        seeds=list(range(args.first_seed, args.first_seed + seeds)),
+        full=args.full,
+        overrides=overrides,
+        episodes=args.episodes,
+        workers=args.workers,
+        show_progress=not args.quiet,
+        command=shlex.join(["rlrnn", *args.argv]),
+    )
+    if not args.quiet:
+        print(summary)
+        print(f"Report: {out}/ (summary.md; one folder per env with its curves and table)")
     return 0
 
 

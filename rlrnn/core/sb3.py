@@ -79,9 +79,23 @@ class SB3Policy:
         return torch.as_tensor(actions, device=obs.device), state
 
 
+def _flatten_non_box(env: gym.Env) -> gym.Env:
+    """Discrete / MultiDiscrete observations as the one-hots rlrnn's batched env feeds (the
+    same encoding), so that SB3's policies act on what rlrnn's evaluator gives them."""
+    if isinstance(env.observation_space, gym.spaces.Box):
+        return env
+    return gym.wrappers.FlattenObservation(env)
+
+
 def _make_vec_env(config: RunConfig, num_envs: int) -> VecEnv:
     try:
-        return make_vec_env(config.env_id, num_envs, seed=config.seed, vec_env_cls=DummyVecEnv)
+        return make_vec_env(
+            config.env_id,
+            num_envs,
+            seed=config.seed,
+            vec_env_cls=DummyVecEnv,
+            wrapper_class=_flatten_non_box,
+        )
     except gym.error.Error as e:
         raise UsageError(f"cannot make env {config.env_id!r}: {e}") from None
 

@@ -149,13 +149,21 @@ def results_markdown(
     ]
     for r in rows:
         success = "-" if r.success_rate is None else f"{r.success_rate:.0%}"
+        solved = [
+            success,
+            f"{r.solved_seeds}/{r.seeds}",
+            number(r.median_steps_to_solve, ",.0f"),
+            number(r.median_seconds_to_solve, ".1f"),
+            number(r.stays_solved, ".0%"),
+            number(r.worst_after_solve, ".0f"),
+        ]
+        if threshold is None:  # nothing to solve: not applicable rather than "none"
+            solved = ["–"] * len(solved)
         lines.append(
             f"| {r.agent} | {r.seeds} | {r.final_mean:.1f} [{r.final_ci_low:.1f},"
-            f" {r.final_ci_high:.1f}] | {r.final_iqm:.1f} | {r.best_mean:.1f} | {success}"
-            f" | {r.solved_seeds}/{r.seeds} | {number(r.median_steps_to_solve, ',.0f')}"
-            f" | {number(r.median_seconds_to_solve, '.1f')} | {number(r.stays_solved, '.0%')}"
-            f" | {number(r.worst_after_solve, '.0f')} | {r.steps_per_second:,.0f}"
-            f" | {r.parameters:,} |"
+            f" {r.final_ci_high:.1f}] | {r.final_iqm:.1f} | {r.best_mean:.1f} | "
+            + " | ".join(solved)
+            + f" | {r.steps_per_second:,.0f} | {r.parameters:,} |"
         )
     lines += [
         "",
@@ -165,7 +173,10 @@ def results_markdown(
         f" mean reached {th}; steps and seconds to solve are medians over those seeds"
         " (seconds are training time, evaluations excluded). Stays solved: the share of"
         " periodic evaluations after a seed's first solve that stayed solved, pooled over"
-        " seeds, and the worst of them.",
+        " seeds, and the worst of them."
+        + (
+            " –: the env has no reward threshold, so nothing to solve." if threshold is None else ""
+        ),
     ]
     return "\n".join(lines) + "\n"
 

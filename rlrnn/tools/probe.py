@@ -21,6 +21,7 @@ from torch import Tensor
 from agents import ActorCritic, RecurrentState
 from envs import TensorCartPole, make_batched_env
 from envs.batched import TENSOR_CARTPOLES
+from envs.variants import VariantError, variant_params
 from rlrnn.core.player import FirstEpisodes, Step, play
 from rlrnn.errors import UsageError
 
@@ -33,7 +34,10 @@ ALPHAS = tuple(10.0**k for k in range(-8, 1))  # ridge penalties tried when none
 
 def has_cartpole_state(env_id: str) -> bool:
     """Whether the probe can read true velocities from ``env_id``."""
-    return env_id in TENSOR_CARTPOLES
+    try:
+        return env_id in TENSOR_CARTPOLES or variant_params(env_id) is not None
+    except VariantError:  # a variant id with an impossible parameter
+        return False
 
 
 def require_cartpole_state(env_id: str) -> None:

@@ -23,6 +23,7 @@ from torch import Tensor
 import envs  # noqa: F401  (registers the position-only cart-pole)
 from agents import ActorCritic
 from envs import StepResult
+from envs import spaces as obs_spaces
 from envs.batched import check_env_id
 from rlrnn.core.memory import check_fits
 from rlrnn.core.player import Policy, Step
@@ -146,16 +147,16 @@ class Screen:
 
     def __init__(self, env: Any, device: torch.device | str, max_steps: int | None) -> None:
         self.env, self.device, self.max_steps = env, torch.device(device), max_steps
-        self.obs_dim = int(np.prod(env.observation_space.shape))
+        self.obs_dim = obs_spaces.flat_size(env.observation_space)
         self.num_actions = int(env.action_space.n)
         self.max_episode_steps = max_steps
         self.reward_threshold = None
         self.shown: tuple[np.ndarray, np.ndarray | None] | None = None
 
     def _tensor(self, obs: Any) -> Tensor:
-        return torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device).reshape(
-            1, -1
-        )  # (D,) -> (1, D)
+        # (D,) -> (1, D), Discrete / MultiDiscrete as the one-hots the agent was trained on
+        seen = obs_spaces.encode(self.env.observation_space, np.asarray(obs)[None])
+        return torch.as_tensor(seen, dtype=torch.float32, device=self.device)
 
     def _start(self) -> Tensor:
         obs, _ = self.env.reset(seed=self.seed + self.episode)

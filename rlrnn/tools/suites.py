@@ -1,0 +1,207 @@
+"""``rlrnn compare --suite memory``: where a fixed window of frames is not enough.
+
+On the clean position-only cart-pole four stacked frames hold all the history the task needs. The
+memory suite trains the same agents on cart-poles whose observations are noisy or flicker
+(:mod:`envs.variants`), where a policy has to filter a signal over more steps than any fixed
+window keeps, over several seeds, in one command. It writes one report per env (the
+:mod:`rlrnn.tools.compare` report: curves, results table, configs) in ``<out>/<env>/`` and one
+summary of all of them in ``<out>/``: ``summary.md``, ``summary.csv`` and ``summary.json``
+(agent x env: final return, mean [95% bootstrap CI over seeds]), and for each env whether the
+best recurrent agent's interval lies above both frame stacks'.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlrnn.core.memory import check_acting_memory
+from rlrnn.errors import UsageError
+from rlrnn.files import atomic_write_text, make_writable_dir
+from rlrnn.tools.compare import (
+    RunSpec,
+    check_out_dir,
+    default_workers,
+    plan_runs,
+    prepare_runs,
+    run_all,
+)
+from rlrnn.tools.compare_report import write_report
+
+SUITES = ("memory",)
+# (label, agent, frame-stack k): the frame stack twice, at the usual window and at twice it.
+MEMORY_AGENTS: tuple[tuple[str, str, int | None], ...] = (
+    ("mlp", "mlp", None),
+    ("framestack-k4", "framestack", 4),
+    ("framestack-k8", "framestack", 8),
+    ("gru", "gru", None),
+    ("lstm", "lstm", None),
+)
+RECURRENT = ("gru", "lstm")
+FRAME_STACKS = ("framestack-k4", "framestack-k8")
+MEMORY_ENVS = ("NoisyPositionOnlyCartPoleEasy-v1", "FlickeringPositionOnlyCartPole-v1")
+FULL_MEMORY_ENVS = (
+    *MEMORY_ENVS,
+    "NoisyPositionOnlyCartPoleMedium-v1",
+    "NoisyPositionOnlyCartPoleHard-v1",
+)
+TOTAL_TIMESTEPS = 300_000
+EVAL_INTERVAL = 20_480  # 15 periodic evaluations a run: they would cost more than training
+
+
+@dataclass(frozen=True)
+class SuiteRun(RunSpec):
+    """One (env, agent, seed) run of a suite; ``name`` tells the two frame stacks apart."""
+
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.env_id} {self.name} s{self.config.seed}"
+
+
+def plan_suite(
+    out_dir: Path,
+    seeds: list[int],
+    full: bool,
+    overrides: dict[str, Any],
+) -> list[SuiteRun]:
+    """The runs of the memory suite, env by env (the default envs first), in
+    ``<out>/<env>/runs/<label>-s<seed>/``."""
+    overrides = {
+        "ppo.total_timesteps": TOTAL_TIMESTEPS,
+        "eval_interval": EVAL_INTERVAL,
+        **overrides,
+    }
+    runs = []
+    for env_id in FULL_MEMORY_ENVS if full else MEMORY_ENVS:
+        for name, agent, k in MEMORY_AGENTS:
+            for spec in plan_runs([agent], seeds, env_id, out_dir / env_id, overrides, k):
+                run_dir = out_dir / env_id / "runs" / f"{name}-s{spec.config.seed}"
+                runs.append(SuiteRun(spec.config, run_dir, name))
+    return runs
+
+
+def run_suite(
+    suite: str,
+    out_dir: Path,
+    seeds: list[int],
+    full: bool,
+    overrides: dict[str, Any],
+    episodes: int,
+    workers: int | None,
+    show_progress: bool,
+    command: str,
+) -> str:
+    """Train (or re-use, or resume) every run of ``suite``, evaluate, and write its reports;
+    returns the summary's markdown. Ctrl-C / SIGTERM stop every run cleanly
+    (:class:`rlrnn.errors.Interrupted`, saying that ``command`` resumes)."""
+    if suite not in SUITES:
+        raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+    runs = plan_suite(out_dir, seeds, full, overrides)
+    check_out_dir(out_dir)
+    for run in runs:
+        check_acting_memory(run.config, run.config.env_id, episodes, "cpu", "--episodes")
+    prepare_runs(runs)  # nothing is written before this point
+    workers = workers or default_workers(len(runs))
+    records = run_all(runs, episodes, workers, show_progress=show_progress, resume_command=command)
+    out_dir = make_writable_dir(out_dir, "report folder")
+    return write_suite_report(out_dir, runs, records, episodes, command)
+
+
+def write_suite_report(
+    out_dir: Path, runs: list[SuiteRun], records: list[dict[str, Any]], episodes: int, command: str
+) -> str:
+    """Each env's report in ``<out>/<env>/`` and the summary in ``<out>/``; returns the
+    summary's markdown."""
+    by_env: dict[str, list[dict[str, Any]]] = {}
+    for run, record in zip(runs, records, strict=True):
+        by_env.setdefault(run.config.env_id, []).append(record | {"agent": run.name})
+    table: dict[str, dict[str, Any]] = {}
+    for env_id, env_records in by_env.items():
+        env_dir = make_writable_dir(out_dir / env_id, "report folder")
+        rows = write_report(env_dir, env_records, env_id, episodes, command)
+        table[env_id] = {row.agent: row for row in rows}
+    markdown = summary_markdown(table, episodes, command)
+    atomic_write_text(out_dir / "summary.md", markdown)
+    atomic_write_text(out_dir / "summary.csv", summary_csv(table))
+    data = {
+        "command": command,
+        "episodes": episodes,
+        "results": {e: {a: r.__dict__ for a, r in rows.items()} for e, rows in table.items()},
+        "separated": {e: separation(rows) for e, rows in table.items()},
+    }
+    atomic_write_text(out_dir / "summary.json", json.dumps(data, indent=1))
+    return markdown
+
+
+def separation(rows: dict[str, Any]) -> dict[str, Any] | None:
+    """The best recurrent agent (by final mean) against each frame stack: is its 95% interval
+    entirely above the frame stack's? None when the suite lacks one of them."""
+    recurrent = [rows[a] for a in RECURRENT if a in rows]
+    stacks = [rows[a] for a in FRAME_STACKS if a in rows]
+    if not recurrent or not stacks:
+        return None
+    best = max(recurrent, key=lambda r: r.final_mean)
+    return {
+        "best_recurrent": best.agent,
+        **{s.agent: bool(best.final_ci_low > s.final_ci_high) for s in stacks},
+    }
+
+
+def summary_markdown(table: dict[str, dict[str, Any]], episodes: int, command: str) -> str:
+    envs = list(table)
+    agents = list(dict.fromkeys(a for rows in table.values() for a in rows))
+    lines = [
+        "# Memory suite: final return, mean [95% CI] over seeds",
+        "",
+        "| agent | " + " | ".join(envs) + " |",
+        "|---|" + "---|" * len(envs),
+    ]
+    for agent in agents:
+        cells = []
+        for env_id in envs:
+            r = table[env_id].get(agent)
+            cells.append(
+                "–"
+                if r is None
+                else f"{r.final_mean:.1f} [{r.final_ci_low:.1f}, {r.final_ci_high:.1f}]"
+            )
+        lines.append(f"| {agent} | " + " | ".join(cells) + " |")
+    lines += ["", "Best recurrent agent against the frame stacks (95% intervals apart?):", ""]
+    for env_id in envs:
+        s = separation(table[env_id])
+        if s is not None:
+            verdicts = ", ".join(
+                f"{k}: {'above' if v else 'overlapping'}"
+                for k, v in s.items()
+                if k != "best_recurrent"
+            )
+            lines.append(f"- {env_id}: {s['best_recurrent']} vs {verdicts}")
+    seeds = next(iter(next(iter(table.values())).values())).seeds
+    lines += [
+        "",
+        f"Final weights (final.pt), deterministic actions, {episodes} fresh episodes per seed,"
+        f" {seeds} seeds; the interval is a percentile bootstrap over seeds. Each env's curves"
+        " and full table are in its folder.",
+        "",
+        f"Command: `{command}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def summary_csv(table: dict[str, dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["env_id", "agent", "seeds", "final_mean", "final_ci_low", "final_ci_high"])
+    for env_id, rows in table.items():
+        for r in rows.values():
+            writer.writerow(
+                [env_id, r.agent, r.seeds]
+                + [round(v, 4) for v in (r.final_mean, r.final_ci_low, r.final_ci_high)]
+            )
+    return buffer.getvalue()

@@ -1,0 +1,185 @@
+"""The noisy and flickering position-only cart-poles: registered, checked, and the tensor batch
+equal to the gymnasium env step for step, noise and flicker included."""
+
+import io
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from processes import rlrnn
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from envs import (
+    NAMED_VARIANTS,
+    EnvError,
+    PartialCartPoleEnv,
+    TensorPartialCartPole,
+    make_batched_env,
+)
+from envs.batched import check_env_id, env_sizes, is_registered
+from envs.variants import VariantError, variant_params
+
+HIGH = np.array([4.8, 0.41887903], dtype=np.float32)  # the position-only observation box
+
+
+@pytest.mark.parametrize("env_id", sorted(NAMED_VARIANTS))
+def test_named_variants_pass_env_checkers_and_keep_cartpole_v1_limits(env_id):
+    env = gym.make(env_id)
+    gym_check_env(env.unwrapped)
+    sb3_check_env(gym.make(env_id))
+    assert env.spec.max_episode_steps == 500 and env.spec.reward_threshold == 475
+    assert env.observation_space.shape == (2,)
+    batched = make_batched_env(env_id, 3)
+    assert isinstance(batched, TensorPartialCartPole)
+    assert (batched.max_episode_steps, batched.reward_threshold) == (500, 475)
+
+
+def test_named_levels_are_popgyms():
+    assert variant_params("NoisyPositionOnlyCartPoleEasy-v1") == (0.1, 0.0)
+    assert variant_params("NoisyPositionOnlyCartPoleMedium-v1") == (0.2, 0.0)
+    assert variant_params("NoisyPositionOnlyCartPoleHard-v1") == (0.3, 0.0)
+    assert variant_params("FlickeringPositionOnlyCartPole-v1") == (0.0, 0.5)
+    assert variant_params("PositionOnlyCartPole-v1") is None
+
+
+@pytest.mark.parametrize(
+    ("env_id", "sigma", "flicker"),
+    [
+        ("NoisyPositionOnlyCartPoleEasy-v1", 0.1, 0.0),
+        ("NoisyPositionOnlyCartPoleHard-v1", 0.3, 0.0),
+        ("FlickeringPositionOnlyCartPole-v1", 0.0, 0.5),
+        ("FlickeringPositionOnlyCartPole-p0.2-v1", 0.0, 0.2),
+    ],
+)
+def test_tensor_variant_matches_gymnasium_step_for_step(env_id, sigma, flicker):
+    """Same start states, seeds and actions: the same corrupted observations (same stream),
+    rewards and flags, over many episodes and through resets."""
+    rng = np.random.default_rng(0)
+    n = 8
+    tensor_env = make_batched_env(env_id, n)
+    first = tensor_env.reset(seed=0)
+    gym_envs = [gym.make(env_id) for _ in range(n)]
+    for i, env in enumerate(gym_envs):
+        env.reset(seed=i)
+        env.unwrapped.state = tensor_env.state[i].double().numpy().copy()
+    # The first observation of episode 0: the gymnasium env's own start state, the same stream.
+    assert env.unwrapped._corrupt(tensor_env.state[n - 1, [0, 2]].numpy()) == pytest.approx(
+        first[n - 1].numpy(), abs=1e-6
+    )
+    episodes_ended = 0
+    for _ in range(300):
+        actions = rng.integers(0, 2, size=n)
+        result = tensor_env.step(torch.as_tensor(actions))
+        for i, env in enumerate(gym_envs):
+            obs, reward, terminated, truncated, _ = env.step(int(actions[i]))
+            np.testing.assert_allclose(result.final_obs[i].numpy(), obs, atol=1e-4)
+            assert result.reward[i].item() == reward
+            assert result.terminated[i].item() == terminated
+            assert result.truncated[i].item() == truncated
+            if terminated or truncated:
+                episodes_ended += 1
+                env.reset()  # the next episode of the same stream
+                env.unwrapped.state = tensor_env.state[i].double().numpy().copy()
+                seen = env.unwrapped._corrupt(tensor_env.state[i, [0, 2]].float().numpy())
+                np.testing.assert_allclose(result.obs[i].numpy(), seen, atol=1e-6)
+    assert episodes_ended > 50
+
+
+def test_noise_has_the_named_spread_and_flicker_the_named_rate():
+    noisy = TensorPartialCartPole(4000, sigma=0.1)
+    obs = noisy.reset(seed=3)
+    true = noisy.state[:, [0, 2]].float()
+    error = (obs - true).numpy()  # the start states are far from the box's edges: no clipping
+    assert error.mean(axis=0) == pytest.approx([0, 0], abs=0.01)
+    assert error.std(axis=0) == pytest.approx([0.1, 0.1], rel=0.05)
+    flicker = TensorPartialCartPole(4000, flicker=0.5)
+    blanks = [(flicker.reset(seed=3) == 0).all(dim=1).float().mean().item()]
+    for _ in range(5):
+        blanks.append((flicker.step(torch.ones(4000)).obs == 0).all(dim=1).float().mean().item())
+    assert np.mean(blanks) == pytest.approx(0.5, abs=0.02)
+
+
+def test_noise_stays_in_the_observation_box():
+    env = TensorPartialCartPole(2000, sigma=5.0)
+    obs = env.reset(seed=0)
+    assert (obs.abs() <= torch.as_tensor(HIGH)).all()
+    assert (obs.abs() == torch.as_tensor(HIGH)).any()  # clipped, not rescaled
+
+
+def test_each_env_sees_its_own_stream_whatever_the_batch_size():
+    small, large = TensorPartialCartPole(3, sigma=0.2), TensorPartialCartPole(10, sigma=0.2)
+    torch.testing.assert_close(small.reset(seed=5), large.reset(seed=5)[:3])
+    for _ in range(40):
+        a, b = small.step(torch.ones(3)), large.step(torch.ones(10))
+        torch.testing.assert_close(a.obs, b.obs[:3])
+        torch.testing.assert_close(a.final_obs, b.final_obs[:3])
+
+
+def test_resume_from_state_dict_draws_the_same_stream():
+    env = TensorPartialCartPole(4, sigma=0.1, flicker=0.3)
+    env.reset(seed=1)
+    for _ in range(30):
+        env.step(torch.zeros(4))
+    saved = io.BytesIO()
+    torch.save(env.state_dict(), saved)  # as last.pt keeps it
+    saved.seek(0)
+    copy = TensorPartialCartPole(4, sigma=0.1, flicker=0.3)
+    copy.load_state_dict(torch.load(saved))
+    for _ in range(30):
+        torch.testing.assert_close(env.step(torch.ones(4)).obs, copy.step(torch.ones(4)).obs)
+
+
+def test_parametrized_ids_register_on_demand():
+    env_id = "NoisyPositionOnlyCartPole-sigma0.15-v1"
+    assert is_registered(env_id) and env_sizes(env_id) == (2, 2)
+    check_env_id(env_id)
+    assert gym.make(env_id).unwrapped.sigma == 0.15
+    assert make_batched_env(env_id, 2).sigma == 0.15
+
+
+@pytest.mark.parametrize(
+    ("env_id", "message"),
+    [
+        ("NoisyPositionOnlyCartPole-sigma-0.1-v1", "sigma must be a finite number >= 0, got -0.1"),
+        ("FlickeringPositionOnlyCartPole-p1.5-v1", "must be in [0, 1], got 1.5"),
+        ("FlickeringPositionOnlyCartPole-p-0.5-v1", "must be in [0, 1], got -0.5"),
+        ("NoisyPositionOnlyCartPole-sigmanan-v1", "finite number"),
+        ("NoisyPositionOnlyCartPole-sigmaabc-v1", "sigma must be a number"),
+        ("FlickeringPositionOnlyCartPole-sigma0.1-v1", "takes p"),
+    ],
+)
+def test_bad_parameters_are_refused(env_id, message):
+    with pytest.raises(EnvError, match=message.replace("[", r"\[")):
+        check_env_id(env_id)
+    assert not is_registered(env_id)
+
+
+def test_bad_parameters_in_python_raise_value_errors():
+    with pytest.raises(VariantError, match="sigma"):
+        PartialCartPoleEnv(sigma=-0.1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        TensorPartialCartPole(2, flicker=1.1)
+
+
+def test_bad_parameters_on_the_command_line_are_one_line_and_exit_2(tmp_path):
+    env_id = "NoisyPositionOnlyCartPole-sigma-0.1-v1"  # the other ids fail the same way (above)
+    done = rlrnn("train", "--env", env_id, "--run-dir", str(tmp_path / "run"), timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and env_id in lines[0], done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_probe_reads_the_true_velocities_behind_the_noise():
+    from rlrnn.core.config import RunConfig
+    from rlrnn.core.loading import build_agent
+    from rlrnn.tools.probe import collect, has_cartpole_state
+
+    env_id = "NoisyPositionOnlyCartPoleHard-v1"
+    assert has_cartpole_state(env_id) and not has_cartpole_state("Acrobot-v1")
+    agent = build_agent(RunConfig(env_id=env_id), 2, 2)
+    data = collect(agent, env_id, episodes=4)
+    assert data.velocities.shape == (len(data.episode), 2) and len(data.episode) > 4
+    assert data.features[0].shape[0] == len(data.episode)
