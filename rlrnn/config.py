@@ -200,10 +200,16 @@ class RunConfig:
     seed: int = option(0, "random seed (envs, weights, sampling)")
     device: str = option("auto", "torch device; auto picks CUDA when present", choices=DEVICES)
     torch_threads: int = option(1, "CPU threads for torch (small nets run fastest on 1)")
-    eval_interval: int = option(4096, "env steps between deterministic evaluations (0: never)")
+    eval_interval: int = option(
+        4096,
+        "env steps between deterministic evaluations, rounded up to whole iterations and to at"
+        " most 100 a run (0: never)",
+    )
     eval_episodes: int = option(20, "episodes per periodic evaluation")
     checkpoint_interval: int = option(
-        8192, "env steps between resume checkpoints (last.pt); 0: only at the end or on a stop"
+        8192,
+        "env steps between resume checkpoints (last.pt), rounded as --eval-interval is; 0: only"
+        " at the end or on a stop",
     )
     agent: AgentConfig = field(default_factory=AgentConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
