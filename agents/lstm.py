@@ -151,10 +151,14 @@ class TorchLSTM(Core):
     """The same function as :class:`LSTM`, computed by ``torch.nn.LSTM`` (cuDNN on a GPU).
 
     ``nn.LSTM`` cannot reset its state mid-sequence, so the sequence is cut at every step where
-    some environment starts an episode and each stretch runs as one fused call.
+    some environment starts an episode and each stretch runs as one fused call. Finding those
+    steps means reading ``episode_starts`` on the host: free on a CPU, where the host holds the
+    data, but a sync on a GPU; there the sequence is cut at every step instead (at thousands of
+    environments nearly every step has an episode start anyway), and nothing waits.
     """
 
     cell_width_factor = 1
+    cut_on_host = True  # on a CPU: cut only where an episode starts (False: at every step)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
         super().__init__(input_size, hidden_size, num_layers)
@@ -162,11 +166,14 @@ class TorchLSTM(Core):
 
     def forward(self, x, state, episode_starts):
         keep = (1.0 - episode_starts.to(x.dtype)).unsqueeze(-1)  # (T, B) -> (T, B, 1)
-        # Host-side cut points: one sync per call, the price of the fused kernel.
-        cuts = (episode_starts[1:].any(dim=1).nonzero().flatten() + 1).tolist()
+        T = x.shape[0]
+        if T > 1 and self.cut_on_host and x.device.type == "cpu":
+            cuts = (episode_starts[1:].any(dim=1).nonzero().flatten() + 1).tolist()
+        else:
+            cuts = list(range(1, T))
         h, c = state
         outputs = []
-        for start, stop in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
+        for start, stop in zip([0, *cuts], [*cuts, T], strict=True):
             h, c = h * keep[start], c * keep[start]
             out, (h, c) = self.lstm(x[start:stop], (h, c))
             outputs.append(out)

@@ -205,7 +205,8 @@ class RecurrentPPO:
             if cfg.target_kl > 0 and epoch_kl.item() / cfg.num_minibatches > cfg.target_kl:
                 break
         out = {k: v / n for k, v in totals.items()}
-        out["epochs"] = torch.tensor(n / cfg.num_minibatches, device=self.device)
+        # A fill, not torch.tensor(float, device=...): that would copy from the host and sync.
+        out["epochs"] = torch.full((), n / cfg.num_minibatches, device=self.device)
         out["learning_rate"] = self.lr.clone()
         out["explained_variance"] = explained_variance(rollout.values, rollout.returns)
         return out | self.diagnostics(rollout)
