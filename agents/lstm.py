@@ -103,6 +103,26 @@ class _LSTMLayer(torch.autograd.Function):
         return grad_x, dh_next, dc_next, None, grad_weight, d_pre_flat.sum(0)
 
 
+def lstm_sequence(
+    x: Tensor, h: Tensor, c: Tensor, keep: Tensor, weight: Tensor, bias: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:class:`_LSTMLayer`'s function in plain differentiable ops, for ``torch.compile``: the
+    compiler traces it whole (the hand-written layer's ``out=`` writes into strided views would
+    break its graph) and derives and fuses the backward itself."""
+    H = h.shape[1]
+    x_proj = input_projection(x, weight[:, H:], bias)  # (T, B, 4H)
+    w_h_t = weight[:, :H].t()
+    outputs = []
+    for t in range(x.shape[0]):
+        h, c = h * keep[t], c * keep[t]
+        pre = torch.addmm(x_proj[t], h, w_h_t)  # (B, 4H)
+        i, f, o = pre[:, : 3 * H].sigmoid().chunk(3, dim=1)
+        c = f * c + i * pre[:, 3 * H :].tanh()
+        h = o * c.tanh()
+        outputs.append(h)
+    return torch.stack(outputs), h, c
+
+
 class LSTM(_LayerLoopCore):
     """The lecture's LSTM, stackable; computed by :class:`_LSTMLayer` one layer at a time."""
 
@@ -134,6 +154,8 @@ class LSTM(_LayerLoopCore):
 
     def _layer(self, layer, x, h, c, keep):
         weight, bias = self.weights[layer], self.biases[layer]
+        if torch.compiler.is_compiling():
+            return lstm_sequence(x, h, c, keep, weight, bias)
         if torch.is_grad_enabled() or x.shape[0] != 1:
             return _LSTMLayer.apply(x, h, c, keep, weight, bias)
         # Acting: one step, nothing to save for backward, the lecture's equations verbatim.

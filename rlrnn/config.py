@@ -200,6 +200,11 @@ class RunConfig:
     seed: int = option(0, "random seed (envs, weights, sampling)")
     device: str = option("auto", "torch device; auto picks CUDA when present", choices=DEVICES)
     torch_threads: int = option(1, "CPU threads for torch (small nets run fastest on 1)")
+    compile: bool = option(
+        False,
+        "run the env step, the acting forward and the minibatch loss through torch.compile"
+        " (compiled once at the start, timed apart)",
+    )
     eval_interval: int = option(
         4096,
         "env steps between deterministic evaluations, rounded up to whole iterations and to at"
@@ -226,6 +231,10 @@ class RunConfig:
             f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}",
         )
         _require(self.device in DEVICES, f"unknown device {self.device!r}; choose from {DEVICES}")
+        _require(
+            not (self.compile and self.agent.agent in SB3_AGENTS),
+            f"--compile is for rlrnn's agents, not {self.agent.agent}",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -192,7 +192,7 @@ def _train_locked(
 
     loop = {"train_seconds": 0.0, "wall_seconds": 0.0, "recent_return": math.nan}
     eval_steps, checkpoint_steps = eval_every(config), checkpoint_every(config)
-    loop |= {"next_eval": eval_steps, "restores": 0}
+    loop |= {"next_eval": eval_steps, "restores": 0, "compile_seconds": 0.0}
     saved_evals = None
     if resume:
         saved_loop, saved_evals = load_training_state(run_dir / LAST, agent, ppo)
@@ -210,6 +210,10 @@ def _train_locked(
     guard.restores = loop["restores"]
     next_checkpoint = ppo.env_steps + checkpoint_steps
     wall_start = time.perf_counter() - loop["wall_seconds"]
+    if config.compile:
+        from rlrnn.compiled import compile_hot_loop  # imports torch's compiler only when asked
+
+        loop["compile_seconds"] += compile_hot_loop(ppo)
     bar = progress_bar(config, config.ppo.num_iterations * config.ppo.batch_size, show_progress)
     bar.update(ppo.env_steps)
 
@@ -228,6 +232,7 @@ def _train_locked(
             env_steps=ppo.env_steps,
             iterations=ppo.iteration,
             train_seconds=loop["train_seconds"],
+            compile_seconds=loop["compile_seconds"],
             wall_seconds=time.perf_counter() - wall_start,
             divergence_restores=guard.restores,
         )
@@ -303,7 +308,13 @@ def _log_iteration(
 
 LAST = "last.pt"  # the resume checkpoint: weights plus the whole training state
 # What a resumed run may change; anything else would make it another run.
-RESUMABLE_CHANGES = ("ppo.total_timesteps", "ppo.learning_rate", "ppo.max_grad_norm", "device")
+RESUMABLE_CHANGES = (
+    "ppo.total_timesteps",
+    "ppo.learning_rate",
+    "ppo.max_grad_norm",
+    "device",
+    "compile",
+)
 
 
 def saved_run(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
