@@ -207,8 +207,8 @@ class RunConfig:
     )
     eval_interval: int = option(
         4096,
-        "env steps between deterministic evaluations, rounded up to whole iterations and to at"
-        " most 100 a run (0: never)",
+        "env steps between deterministic evaluations, rounded up to whole iterations; less than"
+        " an iteration: at most 100 a run (0: never)",
     )
     eval_episodes: int = option(20, "episodes per periodic evaluation")
     checkpoint_interval: int = option(

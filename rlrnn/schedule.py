@@ -2,11 +2,12 @@
 
 ``eval_interval`` and ``checkpoint_interval`` are given in env steps, but a run can only stop to
 evaluate between iterations, and one iteration is ``num_envs * num_steps`` env steps: 1,024 at
-the defaults, 65,536 at 4,096 envs. So each interval is rounded up to whole iterations, and at
-large batches spread out further so that a run holds at most ``MAX_PER_RUN`` of each: at 16,384
-envs an evaluation (20 episodes of up to 500 steps) costs more than an iteration, and one after
-every iteration would make the run mostly evaluation. At the defaults neither rule changes
-anything: an evaluation every 4 iterations (4,096 steps), ``last.pt`` every 8 (8,192).
+the defaults, 65,536 at 4,096 envs. An interval of at least one iteration is rounded up to
+whole iterations. A shorter one cannot be honoured (it would mean an evaluation after every
+iteration, and at 16,384 envs on a GPU one evaluation, 20 episodes of up to 500 sequential
+steps, costs more than an iteration): it becomes as many iterations as keep the run to
+``MAX_PER_RUN`` evaluations (or checkpoints), and at least one. At the defaults nothing changes:
+an evaluation every 4 iterations (4,096 steps), ``last.pt`` every 8 (8,192), whatever the budget.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ import math
 
 from rlrnn.config import RunConfig
 
-MAX_PER_RUN = 100  # evaluations (and, apart, resume checkpoints) in one run at most
+MAX_PER_RUN = 100  # evaluations (apart: checkpoints) a run makes at most when asked for more
 
 
 def iterations_between(interval: int, batch_size: int, num_iterations: int) -> int:
     """Iterations between two events asked for every ``interval`` env steps (0: never)."""
     if interval == 0:
         return 0
-    return max(math.ceil(interval / batch_size), math.ceil(num_iterations / MAX_PER_RUN))
+    if interval >= batch_size:
+        return math.ceil(interval / batch_size)
+    return max(1, math.ceil(num_iterations / MAX_PER_RUN))
 
 
 def eval_every(config: RunConfig) -> int:

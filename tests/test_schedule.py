@@ -1,4 +1,5 @@
-"""Evaluations and resume checkpoints scale with the batch: whole iterations, at most a hundred."""
+"""Evaluations and resume checkpoints scale with the batch: whole iterations, and at most a
+hundred a run when the interval asked for is shorter than one iteration."""
 
 import pytest
 
@@ -37,6 +38,12 @@ def test_at_thousands_of_envs_a_run_evaluates_at_most_a_hundred_times(num_envs):
         assert MAX_PER_RUN // 2 < per_run(every, c) <= MAX_PER_RUN
     if num_envs == 16_384:
         assert eval_every(c) == checkpoint_every(c) == 2 * batch
+
+
+def test_a_long_run_at_the_defaults_keeps_every_evaluation():
+    c = config(64, 10_000_000)  # 9,765 iterations: the user's interval is honoured
+    assert (eval_every(c), checkpoint_every(c)) == (4096, 8192)
+    assert per_run(eval_every(c), c) > 2000
 
 
 def test_zero_still_means_never():
