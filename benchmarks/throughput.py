@@ -1,10 +1,12 @@
 """Training throughput of rlrnn's recurrent PPO (rollout + update) at growing numbers of envs.
 
     python benchmarks/throughput.py --device cuda --num-envs 1024 4096 16384
-    python benchmarks/throughput.py --device cpu --num-envs 32 128 512
+    python benchmarks/throughput.py --device cpu --num-envs 32 128 512 --compile
 
 Reports env steps per second over ``--iterations`` iterations after one warm-up iteration,
 with the default agent and PPO settings except the number of envs (and 4 minibatches).
+``--compile`` runs the hot loop through torch.compile (``rlrnn.compiled``) and reports the
+compile seconds apart.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import torch
 
 from envs import make_batched_env
 from rlrnn.checkpoint import build_agent
+from rlrnn.compiled import compile_hot_loop
 from rlrnn.config import RunConfig
 from rlrnn.ppo import RecurrentPPO
 from rlrnn.training import resolve_device
 
 
-def measure(num_envs: int, device: torch.device, iterations: int, backend: str) -> float:
+def measure(
+    num_envs: int, device: torch.device, iterations: int, backend: str, compiled: bool
+) -> tuple[float, float]:
+    """Env steps per second, and the seconds spent compiling."""
     base = RunConfig()
     ppo_config = dataclasses.replace(
         base.ppo, num_envs=num_envs, num_minibatches=4, total_timesteps=10**9
@@ -34,6 +40,7 @@ def measure(num_envs: int, device: torch.device, iterations: int, backend: str) 
     env = make_batched_env(config.env_id, num_envs, device)
     agent = build_agent(config, env.obs_dim, env.num_actions).to(device)
     ppo = RecurrentPPO(agent, env, ppo_config, seed=0)
+    compile_seconds = compile_hot_loop(ppo) if compiled else 0.0
     ppo.iterate()  # warm-up: allocations, cuDNN / kernel selection
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -41,7 +48,7 @@ def measure(num_envs: int, device: torch.device, iterations: int, backend: str) 
     for _ in range(iterations):
         stats, _ = ppo.iterate()
     stats["policy_loss"].item()  # wait for the device
-    return iterations * ppo_config.batch_size / (time.perf_counter() - start)
+    return iterations * ppo_config.batch_size / (time.perf_counter() - start), compile_seconds
 
 
 def main() -> None:
@@ -50,17 +57,18 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--backend", choices=("custom", "torch"), nargs="+", default=["custom"])
+    parser.add_argument("--compile", action="store_true", help="through torch.compile")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.set_num_threads(1)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU, 1 thread"
     print(f"device: {name}; torch {torch.__version__}")
-    print("| backend | envs | env steps / s |")
-    print("|---|---|---|")
+    print("| backend | envs | env steps / s | compile s |")
+    print("|---|---|---|---|")
     for backend in args.backend:
         for n in args.num_envs:
-            sps = measure(n, device, args.iterations, backend)
-            print(f"| {backend} | {n:,} | {sps:,.0f} |", flush=True)
+            sps, seconds = measure(n, device, args.iterations, backend, args.compile)
+            print(f"| {backend} | {n:,} | {sps:,.0f} | {seconds:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
