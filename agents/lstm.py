@@ -189,7 +189,8 @@ class TorchLSTM(Core):
     def forward(self, x, state, episode_starts):
         keep = (1.0 - episode_starts.to(x.dtype)).unsqueeze(-1)  # (T, B) -> (T, B, 1)
         T = x.shape[0]
-        if T > 1 and self.cut_on_host and x.device.type == "cpu":
+        on_host = self.cut_on_host and x.device.type == "cpu"
+        if T > 1 and on_host and not torch.compiler.is_compiling():  # the compiler cannot read it
             cuts = (episode_starts[1:].any(dim=1).nonzero().flatten() + 1).tolist()
         else:
             cuts = list(range(1, T))
