@@ -103,6 +103,26 @@ class _LSTMLayer(torch.autograd.Function):
         return grad_x, dh_next, dc_next, None, grad_weight, d_pre_flat.sum(0)
 
 
+def lstm_sequence(
+    x: Tensor, h: Tensor, c: Tensor, keep: Tensor, weight: Tensor, bias: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:class:`_LSTMLayer`'s function in plain differentiable ops, for ``torch.compile``: the
+    compiler traces it whole (the hand-written layer's ``out=`` writes into strided views would
+    break its graph) and derives and fuses the backward itself."""
+    H = h.shape[1]
+    x_proj = input_projection(x, weight[:, H:], bias)  # (T, B, 4H)
+    w_h_t = weight[:, :H].t()
+    outputs = []
+    for t in range(x.shape[0]):
+        h, c = h * keep[t], c * keep[t]
+        pre = torch.addmm(x_proj[t], h, w_h_t)  # (B, 4H)
+        i, f, o = pre[:, : 3 * H].sigmoid().chunk(3, dim=1)
+        c = f * c + i * pre[:, 3 * H :].tanh()
+        h = o * c.tanh()
+        outputs.append(h)
+    return torch.stack(outputs), h, c
+
+
 class LSTM(_LayerLoopCore):
     """The lecture's LSTM, stackable; computed by :class:`_LSTMLayer` one layer at a time."""
 
@@ -134,6 +154,8 @@ class LSTM(_LayerLoopCore):
 
     def _layer(self, layer, x, h, c, keep):
         weight, bias = self.weights[layer], self.biases[layer]
+        if torch.compiler.is_compiling():
+            return lstm_sequence(x, h, c, keep, weight, bias)
         if torch.is_grad_enabled() or x.shape[0] != 1:
             return _LSTMLayer.apply(x, h, c, keep, weight, bias)
         # Acting: one step, nothing to save for backward, the lecture's equations verbatim.
@@ -151,10 +173,14 @@ class TorchLSTM(Core):
     """The same function as :class:`LSTM`, computed by ``torch.nn.LSTM`` (cuDNN on a GPU).
 
     ``nn.LSTM`` cannot reset its state mid-sequence, so the sequence is cut at every step where
-    some environment starts an episode and each stretch runs as one fused call.
+    some environment starts an episode and each stretch runs as one fused call. Finding those
+    steps means reading ``episode_starts`` on the host: free on a CPU, where the host holds the
+    data, but a sync on a GPU; there the sequence is cut at every step instead (at thousands of
+    environments nearly every step has an episode start anyway), and nothing waits.
     """
 
     cell_width_factor = 1
+    cut_on_host = True  # on a CPU: cut only where an episode starts (False: at every step)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
         super().__init__(input_size, hidden_size, num_layers)
@@ -162,11 +188,15 @@ class TorchLSTM(Core):
 
     def forward(self, x, state, episode_starts):
         keep = (1.0 - episode_starts.to(x.dtype)).unsqueeze(-1)  # (T, B) -> (T, B, 1)
-        # Host-side cut points: one sync per call, the price of the fused kernel.
-        cuts = (episode_starts[1:].any(dim=1).nonzero().flatten() + 1).tolist()
+        T = x.shape[0]
+        on_host = self.cut_on_host and x.device.type == "cpu"
+        if T > 1 and on_host and not torch.compiler.is_compiling():  # the compiler cannot read it
+            cuts = (episode_starts[1:].any(dim=1).nonzero().flatten() + 1).tolist()
+        else:
+            cuts = list(range(1, T))
         h, c = state
         outputs = []
-        for start, stop in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
+        for start, stop in zip([0, *cuts], [*cuts, T], strict=True):
             h, c = h * keep[start], c * keep[start]
             out, (h, c) = self.lstm(x[start:stop], (h, c))
             outputs.append(out)

@@ -104,6 +104,11 @@ class TensorCartPole:
         """The start state of each env's current episode, ``(N, 4)``."""
         return self._table[self._rows, self._episodes - self._table_base]
 
+    def _hashed_start_states(self) -> Tensor:
+        """:meth:`_start_states` computed afresh, without the table, ``(N, 4)``."""
+        start = hashed_uniform(self._seeds, self._episodes, 4, -RESET_BOUND, RESET_BOUND)
+        return start.to(self.dtype)
+
     def reset(self, seed: int = 0) -> Tensor:
         """Start every environment afresh; environment ``i`` is seeded with ``seed + i``."""
         self._seeds = seed + torch.arange(self.num_envs, device=self.device)
@@ -166,12 +171,22 @@ class TensorCartPole:
         final_obs = self.observe(state)
 
         # Same-step auto-reset, computed for every env and selected, so nothing syncs with the host.
-        if self._steps_since_refill == TABLE_STEPS:
-            self._refill_start_table()
-        self._steps_since_refill += 1
+        # Under torch.compile the start states are hashed at every step (the hash fuses into the
+        # step's kernels, where a table refilled on a Python counter would recompile the step
+        # for every count); the values are the table's, a pure function of seed and episode.
+        compiling = torch.compiler.is_compiling()
+        if not compiling:
+            if self._steps_since_refill >= TABLE_STEPS:
+                self._refill_start_table()
+            self._steps_since_refill += 1
         done = terminated | truncated
         self._episodes += done
         self.elapsed = torch.where(done, 0, self.elapsed)
-        self.state = torch.where(done[:, None], self._start_states(), state)
+        if compiling:
+            starts = self._hashed_start_states()
+            self._steps_since_refill = TABLE_STEPS  # the table fell behind: refill before using it
+        else:
+            starts = self._start_states()
+        self.state = torch.where(done[:, None], starts, state)
         reward = torch.ones(self.num_envs, device=self.device)
         return StepResult(self.observe(self.state), reward, terminated, truncated, final_obs)

@@ -80,11 +80,13 @@ def test_custom_lstm_equals_nn_lstm_outputs_and_gradients(layers):
         torch.testing.assert_close(grad_b, ref_b_hh)
 
 
+@pytest.mark.parametrize("cut_on_host", [True, False], ids=["cut-at-starts", "cut-every-step"])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_torch_backend_equals_custom_lstm_with_resets(layers):
+def test_torch_backend_equals_custom_lstm_with_resets(layers, cut_on_host):
     torch.manual_seed(1)
     ours = LSTM(D, H, layers).double()
     fused = TorchLSTM(D, H, layers).double()
+    fused.cut_on_host = cut_on_host  # False: the path a GPU takes, no host read
     fused.load_from(ours)
     x = torch.randn(T, B, D, dtype=torch.double, requires_grad=True)
     state, starts = random_state(layers, H), random_starts()

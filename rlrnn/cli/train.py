@@ -107,7 +107,8 @@ def describe(s: dict, run_dir: Path) -> str:
     lines = [
         f"Trained {s['agent']} on {s['env_id']}: {s['env_steps']:,} env steps in "
         f"{s['train_seconds']:.1f} s of training"
-        f" ({s['steps_per_second']:,.0f} steps/s on {s['device']}).",
+        f" ({s['steps_per_second']:,.0f} steps/s on {s['device']})"
+        + (f", plus {s['compile_seconds']:.1f} s compiling." if s.get("compile_seconds") else "."),
     ]
     if s["solved_at_steps"] is not None:
         lines.append(

@@ -179,10 +179,21 @@ class RunConfig:
     seed: int = option(0, "random seed (envs, weights, sampling)")
     device: str = option("auto", "torch device; auto picks CUDA when present", choices=DEVICES)
     torch_threads: int = option(1, "CPU threads for torch (small nets run fastest on 1)")
-    eval_interval: int = option(4096, "env steps between deterministic evaluations (0: never)")
+    compile: bool = option(
+        False,
+        "run the env step, the acting forward and the minibatch loss through torch.compile"
+        " (compiled once at the start, timed apart)",
+    )
+    eval_interval: int = option(
+        4096,
+        "env steps between deterministic evaluations, rounded up to whole iterations; less than"
+        " an iteration: at most 100 a run (0: never)",
+    )
     eval_episodes: int = option(20, "episodes per periodic evaluation")
     checkpoint_interval: int = option(
-        8192, "env steps between resume checkpoints (last.pt); 0: only at the end or on a stop"
+        8192,
+        "env steps between resume checkpoints (last.pt), rounded as --eval-interval is; 0: only"
+        " at the end or on a stop",
     )
     agent: AgentConfig = field(default_factory=AgentConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -199,6 +210,10 @@ class RunConfig:
             f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}",
         )
         _require(self.device in DEVICES, f"unknown device {self.device!r}; choose from {DEVICES}")
+        _require(
+            not (self.compile and self.agent.agent in SB3_AGENTS),
+            f"--compile is for rlrnn's agents, not {self.agent.agent}",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

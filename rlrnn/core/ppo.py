@@ -107,6 +107,8 @@ class RecurrentPPO:
         self._episode_length = torch.zeros(env.num_envs, device=self.device)
         self.env_steps = 0
         self.iteration = 0
+        # The two functions of the hot loop; rlrnn.core.compiled swaps in compiled ones.
+        self.act_fn, self.loss_fn = act_step, minibatch_loss
 
     # ------------------------------------------------------------------ rollout
     @torch.no_grad()
@@ -130,9 +132,8 @@ class RecurrentPPO:
         obs, starts, state = self.obs, self.episode_starts, self.state
         for t in range(T):
             obs_buf[t], starts_buf[t] = obs, starts
-            logits, value, state = agent(obs[None], state, starts[None])  # (1, B, ...)
-            action = sample_categorical(logits[0])
-            logits_buf[t], actions_buf[t], value_buf[t] = logits[0], action, value[0]
+            logits, value, state, action = self.act_fn(agent, obs, state, starts)
+            logits_buf[t], actions_buf[t], value_buf[t] = logits, action, value
             state_h[t], state_c[t] = state.h, state.c  # the state that saw obs[t]
 
             result = env.step(action)
@@ -207,7 +208,8 @@ class RecurrentPPO:
             if cfg.target_kl > 0 and epoch_kl.item() / cfg.num_minibatches > cfg.target_kl:
                 break
         out = {k: v / n for k, v in totals.items()}
-        out["epochs"] = torch.tensor(n / cfg.num_minibatches, device=self.device)
+        # A fill, not torch.tensor(float, device=...): that would copy from the host and sync.
+        out["epochs"] = torch.full((), n / cfg.num_minibatches, device=self.device)
         out["learning_rate"] = self.lr.clone()
         out["explained_variance"] = explained_variance(rollout.values, rollout.returns)
         return out | self.diagnostics(rollout)
@@ -233,45 +235,17 @@ class RecurrentPPO:
 
     def _minibatch_step(self, rollout: Rollout, envs: Tensor, clip: float) -> dict[str, Tensor]:
         cfg = self.config
-        logits, values, _ = self.agent(
-            rollout.obs[:, envs],
-            rollout.initial_state.select(envs),
-            rollout.episode_starts[:, envs],
-        )  # replay whole sequences: (T, b, A), (T, b)
-        logp_all = logits.log_softmax(-1)
-        actions = rollout.actions[:, envs]
-        new_logp = logp_all.gather(-1, actions[..., None]).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
-        log_ratio = new_logp - rollout.logprobs[:, envs]
-        ratio = log_ratio.exp()
-
-        advantages = rollout.advantages[:, envs]
-        if cfg.norm_adv:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        pg_loss = torch.max(
-            -advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)
-        ).mean()
-        value_loss = 0.5 * (values - rollout.returns[:, envs]).square().mean()
-        loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
-
+        loss, stats = self.loss_fn(self.agent, rollout, envs, clip, cfg)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # Without clipping the norm is still measured (an infinite bound scales nothing).
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
-        grad_norm = nn.utils.clip_grad_norm_(self.agent.parameters(), max_norm)
+        stats["grad_norm"] = nn.utils.clip_grad_norm_(self.agent.parameters(), max_norm)
         self.optimizer.step()
-        with torch.no_grad():
-            approx_kl = ((ratio - 1) - log_ratio).mean()
-            if cfg.desired_kl:
-                self._adapt_learning_rate(approx_kl)
-            return {
-                "policy_loss": pg_loss.detach(),
-                "value_loss": value_loss.detach(),
-                "entropy": entropy.detach(),
-                "approx_kl": approx_kl,
-                "clipfrac": ((ratio - 1).abs() > clip).float().mean(),
-                "grad_norm": grad_norm,
-            }
+        if cfg.desired_kl:
+            with torch.no_grad():
+                self._adapt_learning_rate(stats["approx_kl"])
+        return stats
 
     def _adapt_learning_rate(self, approx_kl: Tensor) -> None:
         """rsl_rl's schedule: a step that moved the policy more than twice the desired KL
@@ -364,6 +338,49 @@ class RecurrentPPO:
         self.agent.obs_norm.update(rollout.obs, active=~self.solved)
         self.iteration += 1
         return stats, episodes
+
+
+def minibatch_loss(
+    agent: ActorCritic, rollout: Rollout, envs: Tensor, clip: float, cfg: PPOConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO's clipped loss on the whole sequences of environments ``envs``, and its statistics.
+
+    A pure function of its inputs (``torch.compile`` traces it whole under ``--compile``)."""
+    logits, values, _ = agent(
+        rollout.obs[:, envs],
+        rollout.initial_state.select(envs),
+        rollout.episode_starts[:, envs],
+    )  # replay whole sequences: (T, b, A), (T, b)
+    logp_all = logits.log_softmax(-1)
+    actions = rollout.actions[:, envs]
+    new_logp = logp_all.gather(-1, actions[..., None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+    log_ratio = new_logp - rollout.logprobs[:, envs]
+    ratio = log_ratio.exp()
+
+    advantages = rollout.advantages[:, envs]
+    if cfg.norm_adv:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)).mean()
+    value_loss = 0.5 * (values - rollout.returns[:, envs]).square().mean()
+    loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+    ratio, log_ratio = ratio.detach(), log_ratio.detach()
+    return loss, {
+        "policy_loss": pg_loss.detach(),
+        "value_loss": value_loss.detach(),
+        "entropy": entropy.detach(),
+        "approx_kl": ((ratio - 1) - log_ratio).mean(),
+        "clipfrac": ((ratio - 1).abs() > clip).float().mean(),
+    }
+
+
+def act_step(
+    agent: ActorCritic, obs: Tensor, state: RecurrentState, starts: Tensor
+) -> tuple[Tensor, Tensor, RecurrentState, Tensor]:
+    """One acting step of the rollout: logits ``(B, A)``, values ``(B,)``, the new state and
+    the sampled actions ``(B,)`` (compiled with ``loss_fn`` under ``--compile``)."""
+    logits, value, state = agent(obs[None], state, starts[None])  # (B, D) -> (1, B, D)
+    return logits[0], value[0], state, sample_categorical(logits[0])
 
 
 def explained_variance(values: Tensor, returns: Tensor) -> Tensor:

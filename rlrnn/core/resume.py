@@ -24,7 +24,13 @@ from rlrnn.errors import UsageError
 
 LAST = "last.pt"  # the resume checkpoint: weights plus the whole training state
 # What a resumed run may change; anything else would make it another run.
-RESUMABLE_CHANGES = ("ppo.total_timesteps", "ppo.learning_rate", "ppo.max_grad_norm", "device")
+RESUMABLE_CHANGES = (
+    "ppo.total_timesteps",
+    "ppo.learning_rate",
+    "ppo.max_grad_norm",
+    "device",
+    "compile",
+)
 
 
 def saved_run(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:

@@ -29,6 +29,7 @@ from rlrnn.core.resume import LAST, load_training_state, save_training_state
 from rlrnn.core.rundir import RunLock, claim_run_dir, temp_files
 from rlrnn.core.runlog import EvaluationHook, EvaluationLog, progress_bar
 from rlrnn.core.safety import DivergenceGuard, StopSignals, all_finite
+from rlrnn.core.schedule import checkpoint_every, eval_every
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
 from rlrnn.files import atomic_write_text
 
@@ -88,7 +89,8 @@ def _train_locked(
         save_checkpoint(path, agent, config, {"env_steps": env_steps})
 
     loop = {"train_seconds": 0.0, "wall_seconds": 0.0, "recent_return": math.nan}
-    loop |= {"next_eval": config.eval_interval, "restores": 0}
+    eval_steps, checkpoint_steps = eval_every(config), checkpoint_every(config)
+    loop |= {"next_eval": eval_steps, "restores": 0, "compile_seconds": 0.0}
     saved_evals = None
     if resume:
         saved_loop, saved_evals = load_training_state(run_dir / LAST, agent, ppo)
@@ -104,8 +106,12 @@ def _train_locked(
     writer.add_text("config", f"```\n{config.to_json()}\n```")
     guard = DivergenceGuard(ppo)
     guard.restores = loop["restores"]
-    next_checkpoint = ppo.env_steps + config.checkpoint_interval
+    next_checkpoint = ppo.env_steps + checkpoint_steps
     wall_start = time.perf_counter() - loop["wall_seconds"]
+    if config.compile:
+        from rlrnn.core.compiled import compile_hot_loop  # imports torch's compiler only when asked
+
+        loop["compile_seconds"] += compile_hot_loop(ppo)
     bar = progress_bar(config, config.ppo.num_iterations * config.ppo.batch_size, show_progress)
     bar.update(ppo.env_steps)
 
@@ -124,6 +130,7 @@ def _train_locked(
             env_steps=ppo.env_steps,
             iterations=ppo.iteration,
             train_seconds=loop["train_seconds"],
+            compile_seconds=loop["compile_seconds"],
             wall_seconds=time.perf_counter() - wall_start,
             divergence_restores=guard.restores,
         )
@@ -151,10 +158,10 @@ def _train_locked(
             else:
                 logged = dict(zip(names, values[: len(names)], strict=True))
                 _log_iteration(writer, logged, values, step, loop)
-            if config.eval_interval and step >= loop["next_eval"] and kept:
+            if eval_steps and step >= loop["next_eval"] and kept:
                 record = evals.run(step, loop["train_seconds"])
                 while loop["next_eval"] <= step:
-                    loop["next_eval"] += config.eval_interval
+                    loop["next_eval"] += eval_steps
                 if on_evaluation is not None and not on_evaluation(record):
                     return finish("stopped")
             sps = step / max(loop["train_seconds"], 1e-9)
@@ -171,9 +178,9 @@ def _train_locked(
                     f" {shlex.quote(str(run_dir))}",
                     stop.requested.value,
                 )
-            if config.checkpoint_interval and step >= next_checkpoint:
+            if checkpoint_steps and step >= next_checkpoint:
                 save_last("running")
-                next_checkpoint = step + config.checkpoint_interval
+                next_checkpoint = step + checkpoint_steps
 
     evals.final(ppo.env_steps, loop["train_seconds"])
     save_checkpoint(run_dir / "final.pt", agent, config, {"env_steps": ppo.env_steps})
