@@ -13,7 +13,8 @@ import torch
 from envs import TensorCartPole, make_batched_env
 from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
 from rlrnn.core.loading import build_agent
-from rlrnn.core.ppo import RecurrentPPO, act_step, minibatch_loss
+from rlrnn.core.ppo import RecurrentPPO
+from rlrnn.core.ppo_step import act_step, minibatch_loss
 
 TINY = PPOConfig(total_timesteps=4096, num_envs=8, num_steps=6, num_minibatches=2, update_epochs=1)
 

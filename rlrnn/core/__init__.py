@@ -9,8 +9,10 @@ or ``rlrnn.cli``. Its modules, each using only the ones listed before it:
   folder (marker, lock);
 - ``player``: the one act loop (a policy stepped through a batched env); ``evaluation``: whole
   episodes and their returns;
-- ``gae``, ``ppo``: recurrent PPO (the rollout keeps its own storage-filling loop);
-  ``safety``: stop signals and the divergence guard;
+- ``gae``, ``ppo_step`` (the hot loop's pure functions: acting step, minibatch loss), ``ppo``:
+  recurrent PPO (the rollout keeps its own storage-filling loop); ``safety``: stop signals and
+  the divergence guard; ``schedule``: evaluation and checkpoint intervals in whole iterations;
+  ``host_syncs``: counting host reads; ``compiled``: ``--compile``;
 - ``checkpoint``: the file format; ``loading``: building agents and loading them from files;
 - ``runlog``: the periodic evaluations and progress bar of a run; ``resume``: ``last.pt``;
   ``plots``: the run's learning curve; ``sb3``: the SB3 reference agents;

@@ -1,11 +1,11 @@
 """``--compile``: the hot loop of a learner through ``torch.compile``.
 
 Three functions run at every step or minibatch and are compiled: the acting step (the agent's
-one-step forward and the action sampling, :func:`rlrnn.core.ppo.act_step`), the tensor cart-pole's
-``step``, and the minibatch loss (:func:`rlrnn.core.ppo.minibatch_loss`, whose backward the compiler
-derives and fuses too; the LSTM takes its plain-ops path, :func:`agents.lstm.lstm_sequence`,
-which compiles without a graph break). GAE, the optimizer and the once-per-rollout calls stay
-eager.
+one-step forward and the action sampling, :func:`rlrnn.core.ppo_step.act_step`), the tensor
+cart-pole's ``step``, and the minibatch loss (:func:`rlrnn.core.ppo_step.minibatch_loss`, whose
+backward the compiler derives and fuses too; the LSTM takes its plain-ops path,
+:func:`agents.lstm.lstm_sequence`, which compiles without a graph break). GAE, the optimizer and
+the once-per-rollout calls stay eager.
 
 Random numbers come from torch's generator exactly as in eager mode (inductor's
 ``fallback_random``), so a compiled run samples what an eager one would, and its losses equal
@@ -25,7 +25,8 @@ import torch
 import torch._inductor.config
 
 from envs.tensor_cartpole import TensorCartPole
-from rlrnn.core.ppo import RecurrentPPO, Rollout, act_step, minibatch_loss
+from rlrnn.core.ppo import RecurrentPPO
+from rlrnn.core.ppo_step import Rollout, act_step, minibatch_loss
 
 
 def compile_hot_loop(ppo: RecurrentPPO) -> float:

@@ -1,0 +1,76 @@
+"""The pure functions of PPO's hot loop, apart from the trainer that calls them.
+
+``act_step`` (one acting step of the rollout) and ``minibatch_loss`` (the clipped loss of one
+minibatch of whole env sequences) are functions of their inputs only, so :mod:`rlrnn.core.ppo`
+calls them eagerly and :mod:`rlrnn.core.compiled` swaps in their ``torch.compile``d versions.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from agents import ActorCritic, RecurrentState, sample_categorical
+from rlrnn.core.config import PPOConfig
+
+
+class Rollout(NamedTuple):
+    obs: Tensor  # (T, B, D)
+    episode_starts: Tensor  # (T, B) float, 1 where obs[t] starts an episode
+    actions: Tensor  # (T, B) long
+    logprobs: Tensor  # (T, B)
+    values: Tensor  # (T, B)
+    advantages: Tensor  # (T, B)
+    returns: Tensor  # (T, B)
+    initial_state: RecurrentState  # (L, B, H): the state before obs[0]
+
+
+def minibatch_loss(
+    agent: ActorCritic, rollout: Rollout, envs: Tensor, clip: float, cfg: PPOConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO's clipped loss on the whole sequences of environments ``envs``, and its statistics.
+
+    A pure function of its inputs (``torch.compile`` traces it whole under ``--compile``)."""
+    logits, values, _ = agent(
+        rollout.obs[:, envs],
+        rollout.initial_state.select(envs),
+        rollout.episode_starts[:, envs],
+    )  # replay whole sequences: (T, b, A), (T, b)
+    logp_all = logits.log_softmax(-1)
+    actions = rollout.actions[:, envs]
+    new_logp = logp_all.gather(-1, actions[..., None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+    log_ratio = new_logp - rollout.logprobs[:, envs]
+    ratio = log_ratio.exp()
+
+    advantages = rollout.advantages[:, envs]
+    if cfg.norm_adv:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    pg_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)).mean()
+    value_loss = 0.5 * (values - rollout.returns[:, envs]).square().mean()
+    loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+    ratio, log_ratio = ratio.detach(), log_ratio.detach()
+    return loss, {
+        "policy_loss": pg_loss.detach(),
+        "value_loss": value_loss.detach(),
+        "entropy": entropy.detach(),
+        "approx_kl": ((ratio - 1) - log_ratio).mean(),
+        "clipfrac": ((ratio - 1).abs() > clip).float().mean(),
+    }
+
+
+def act_step(
+    agent: ActorCritic, obs: Tensor, state: RecurrentState, starts: Tensor
+) -> tuple[Tensor, Tensor, RecurrentState, Tensor]:
+    """One acting step of the rollout: logits ``(B, A)``, values ``(B,)``, the new state and
+    the sampled actions ``(B,)`` (compiled with ``loss_fn`` under ``--compile``)."""
+    logits, value, state = agent(obs[None], state, starts[None])  # (B, D) -> (1, B, D)
+    return logits[0], value[0], state, sample_categorical(logits[0])
+
+
+def explained_variance(values: Tensor, returns: Tensor) -> Tensor:
+    """1 - Var(returns - values) / Var(returns): 1 is a perfect critic, 0 a constant one."""
+    var = returns.var()
+    return torch.where(var > 0, 1 - (returns - values).var() / var, torch.zeros_like(var))
