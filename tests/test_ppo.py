@@ -222,3 +222,14 @@ def test_running_norm_matches_numpy_statistics():
 def test_impossible_hyperparameters_are_refused(changes, message):
     with pytest.raises(UsageError, match=message):
         dataclasses.replace(PPOConfig(), **changes)
+
+
+def test_the_rollout_writes_into_one_storage_allocated_once():
+    """Static addresses from one rollout to the next, as a CUDA graph capture needs."""
+    ppo = make_trainer()
+    first, _ = ppo.collect_rollout()
+    addresses = [t.data_ptr() for t in (first.obs, first.episode_starts, first.actions)]
+    obs = first.obs.clone()
+    second, _ = ppo.collect_rollout()
+    assert [t.data_ptr() for t in (second.obs, second.episode_starts, second.actions)] == addresses
+    assert not torch.equal(second.obs, obs)  # written anew, in place

@@ -20,7 +20,13 @@ from envs import BatchedEnv
 from rlrnn.core.config import PPOConfig
 from rlrnn.core.gae import bootstrap_truncated, compute_gae
 from rlrnn.core.player import episode_starts_after
-from rlrnn.core.ppo_step import Rollout, act_step, explained_variance, minibatch_loss
+from rlrnn.core.ppo_step import (
+    Rollout,
+    RolloutStorage,
+    act_step,
+    explained_variance,
+    minibatch_loss,
+)
 
 KL_LR_FACTOR = 1.5  # how far one minibatch moves the KL-adaptive learning rate
 KL_LR_BOUNDS = (1e-5, 1e-2)  # the KL-adaptive learning rate stays within these
@@ -97,6 +103,7 @@ class RecurrentPPO:
         self._episode_length = torch.zeros(env.num_envs, device=self.device)
         self.env_steps = 0
         self.iteration = 0
+        self._storage: RolloutStorage | None = None  # allocated by the first rollout
         # The two functions of the hot loop; rlrnn.core.compiled swaps in compiled ones.
         self.act_fn, self.loss_fn = act_step, minibatch_loss
 
@@ -106,31 +113,25 @@ class RecurrentPPO:
         cfg, env, agent = self.config, self.env, self.agent
         T, B = cfg.num_steps, env.num_envs
         initial_state = self.state
-
-        def buffer(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
-            return torch.empty(T, *shape, dtype=dtype, device=self.device)
-
-        obs_buf, final_obs_buf = buffer(B, env.obs_dim), buffer(B, env.obs_dim)
-        starts_buf, value_buf, reward_buf = buffer(B), buffer(B), buffer(B)
-        logits_buf = buffer(B, env.num_actions)
-        actions_buf = buffer(B, dtype=torch.long)
-        term_buf, trunc_buf = buffer(B, dtype=torch.bool), buffer(B, dtype=torch.bool)
-        state_h, state_c = buffer(*self.state.h.shape), buffer(*self.state.c.shape)  # (T, L, B, H)
-        return_buf, length_buf = buffer(B), buffer(B)  # running episode return / length
+        if self._storage is None:
+            self._storage = RolloutStorage.allocate(
+                T, B, env.obs_dim, env.num_actions, self.state, self.device
+            )
+        s = self._storage  # written in place: the returned Rollout is valid until the next one
 
         # The loop does only what must be sequential; everything else is vectorised below.
         obs, starts, state = self.obs, self.episode_starts, self.state
         for t in range(T):
-            obs_buf[t], starts_buf[t] = obs, starts
+            s.obs[t], s.episode_starts[t] = obs, starts
             logits, value, state, action = self.act_fn(agent, obs, state, starts)
-            logits_buf[t], actions_buf[t], value_buf[t] = logits, action, value
-            state_h[t], state_c[t] = state.h, state.c  # the state that saw obs[t]
+            s.logits[t], s.actions[t], s.values[t] = logits, action, value
+            s.state_h[t], s.state_c[t] = state.h, state.c  # the state that saw obs[t]
 
             result = env.step(action)
-            reward_buf[t], final_obs_buf[t] = result.reward, result.final_obs
-            term_buf[t], trunc_buf[t] = result.terminated, result.truncated
-            return_buf[t] = self._episode_return.add_(result.reward)
-            length_buf[t] = self._episode_length.add_(1)
+            s.rewards[t], s.final_obs[t] = result.reward, result.final_obs
+            s.terminated[t], s.truncated[t] = result.terminated, result.truncated
+            s.episode_return[t] = self._episode_return.add_(result.reward)
+            s.episode_length[t] = self._episode_length.add_(1)
             starts = episode_starts_after(result)
             self._episode_return.mul_(1 - starts)
             self._episode_length.mul_(1 - starts)
@@ -139,35 +140,39 @@ class RecurrentPPO:
         self.obs, self.episode_starts, self.state = obs, starts, state
         self.env_steps += T * B
 
-        done_buf = (term_buf | trunc_buf).float()
-        logp_buf = logits_buf.log_softmax(-1).gather(-1, actions_buf[..., None]).squeeze(-1)
+        done_buf = (s.terminated | s.truncated).float()
+        logp_buf = s.logits.log_softmax(-1).gather(-1, s.actions[..., None]).squeeze(-1)
         finished = torch.stack(
-            (done_buf.sum(), (return_buf * done_buf).sum(), (length_buf * done_buf).sum())
+            (
+                done_buf.sum(),
+                (s.episode_return * done_buf).sum(),
+                (s.episode_length * done_buf).sum(),
+            )
         )
-        rewards = reward_buf
+        rewards = s.rewards
         if self.reward_scale is not None:
             rewards = self.reward_scale(rewards, done_buf)
         # Value of each final observation, seen with the state after obs[t]: one batched call.
         final_state = RecurrentState(
-            state_h.permute(1, 0, 2, 3).flatten(1, 2), state_c.permute(1, 0, 2, 3).flatten(1, 2)
+            s.state_h.permute(1, 0, 2, 3).flatten(1, 2), s.state_c.permute(1, 0, 2, 3).flatten(1, 2)
         )  # (T, L, B, H) -> (L, T*B, H)
         _, final_values, _ = agent(
-            final_obs_buf.reshape(1, T * B, -1),
+            s.final_obs.reshape(1, T * B, -1),
             final_state,
             torch.zeros(1, T * B, device=self.device),
         )
-        truncated_only = trunc_buf & ~term_buf
+        truncated_only = s.truncated & ~s.terminated
         rewards = bootstrap_truncated(rewards, truncated_only, final_values.view(T, B), cfg.gamma)
         _, last_value, _ = agent(obs[None], state, starts[None])
         advantages, returns = compute_gae(
-            rewards, value_buf, done_buf, last_value[0], cfg.gamma, cfg.gae_lambda
+            rewards, s.values, done_buf, last_value[0], cfg.gamma, cfg.gae_lambda
         )
         rollout = Rollout(
-            obs_buf,
-            starts_buf,
-            actions_buf,
+            s.obs,
+            s.episode_starts,
+            s.actions,
             logp_buf,
-            value_buf,
+            s.values,
             advantages,
             returns,
             initial_state,

@@ -1,8 +1,11 @@
-"""The pure functions of PPO's hot loop, apart from the trainer that calls them.
+"""The pieces of PPO's hot loop, apart from the trainer that calls them.
 
-``act_step`` (one acting step of the rollout) and ``minibatch_loss`` (the clipped loss of one
-minibatch of whole env sequences) are functions of their inputs only, so :mod:`rlrnn.core.ppo`
-calls them eagerly and :mod:`rlrnn.core.compiled` swaps in their ``torch.compile``d versions.
+``RolloutStorage`` is the rollout's step-by-step storage, allocated once and written in place:
+its tensors keep their addresses from one rollout to the next, as a CUDA graph capture of the
+loop needs. ``act_step`` (one acting step of the rollout) and ``minibatch_loss`` (the clipped
+loss of one minibatch of whole env sequences) are functions of their inputs only, so
+:mod:`rlrnn.core.ppo` calls them eagerly and :mod:`rlrnn.core.compiled` swaps in their
+``torch.compile``d versions.
 """
 
 from __future__ import annotations
@@ -25,6 +28,54 @@ class Rollout(NamedTuple):
     advantages: Tensor  # (T, B)
     returns: Tensor  # (T, B)
     initial_state: RecurrentState  # (L, B, H): the state before obs[0]
+
+
+class RolloutStorage(NamedTuple):
+    """What the rollout loop writes at each step ``t``: allocated once per trainer."""
+
+    obs: Tensor  # (T, B, D)
+    final_obs: Tensor  # (T, B, D) the observation each step ended on (before a reset)
+    episode_starts: Tensor  # (T, B) float
+    logits: Tensor  # (T, B, A)
+    actions: Tensor  # (T, B) long
+    values: Tensor  # (T, B)
+    rewards: Tensor  # (T, B)
+    terminated: Tensor  # (T, B) bool
+    truncated: Tensor  # (T, B) bool
+    state_h: Tensor  # (T, L, B, H) the state that saw obs[t]
+    state_c: Tensor  # (T, L, B, H)
+    episode_return: Tensor  # (T, B) running return of each env's episode after step t
+    episode_length: Tensor  # (T, B)
+
+    @classmethod
+    def allocate(
+        cls,
+        steps: int,
+        num_envs: int,
+        obs_dim: int,
+        num_actions: int,
+        state: RecurrentState,
+        device: torch.device,
+    ) -> RolloutStorage:
+        def buffer(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+            return torch.empty(steps, *shape, dtype=dtype, device=device)
+
+        B = num_envs
+        return cls(
+            obs=buffer(B, obs_dim),
+            final_obs=buffer(B, obs_dim),
+            episode_starts=buffer(B),
+            logits=buffer(B, num_actions),
+            actions=buffer(B, dtype=torch.long),
+            values=buffer(B),
+            rewards=buffer(B),
+            terminated=buffer(B, dtype=torch.bool),
+            truncated=buffer(B, dtype=torch.bool),
+            state_h=buffer(*state.h.shape),  # (L, B, H); a frame stack's c is empty
+            state_c=buffer(*state.c.shape),
+            episode_return=buffer(B),
+            episode_length=buffer(B),
+        )
 
 
 def minibatch_loss(
