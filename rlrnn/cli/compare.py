@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rlrnn.cli.options import HelpFormatter, seed_int
 from rlrnn.core.config import AGENT_NAMES, DEVICES
@@ -87,18 +87,9 @@ def run(args: argparse.Namespace) -> int:
     agents = list(FULL_AGENTS if args.full else args.agents or ())
     if not agents and not args.runs:
         agents = list(DEFAULT_AGENTS)
-    seeds = args.seeds if args.seeds is not None else (5 if args.full else 3)
-    if seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {seeds}")
-    for name in ("episodes", "total_timesteps", "workers", "frame_stack"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    overrides = {"device": args.device}
-    if args.total_timesteps is not None:
-        overrides["ppo.total_timesteps"] = args.total_timesteps
-    if args.eval_interval is not None:
-        overrides["eval_interval"] = args.eval_interval
+    seeds, overrides = _seeds_and_overrides(
+        args, ("episodes", "total_timesteps", "workers", "frame_stack")
+    )
     existing = [compare.existing_run(d, args.env_id) for d in args.runs]
     specs = []
     if agents:
@@ -145,6 +136,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seeds_and_overrides(
+    args: argparse.Namespace, positive: tuple[str, ...]
+) -> tuple[int, dict[str, Any]]:
+    """The number of seeds (checked >= 1, like the options named in ``positive``) and the config
+    overrides of the run options."""
+    seeds = args.seeds if args.seeds is not None else (5 if args.full else 3)
+    for name in ("seeds", *positive):
+        value = seeds if name == "seeds" else getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    overrides: dict[str, Any] = {"device": args.device}
+    if args.total_timesteps is not None:
+        overrides["ppo.total_timesteps"] = args.total_timesteps
+    if args.eval_interval is not None:
+        overrides["eval_interval"] = args.eval_interval
+    return seeds, overrides
+
+
 def run_suite(args: argparse.Namespace) -> int:
     """``--suite``: the suite's envs and agents, one report per env and a summary."""
     from rlrnn.tools import suites
@@ -154,16 +163,9 @@ def run_suite(args: argparse.Namespace) -> int:
     clash = [name for name, value in given.items() if value]
     if clash:
         raise UsageError(f"--suite chooses the envs and agents; leave out {clash[0]}")
-    seeds = args.seeds if args.seeds is not None else (5 if args.full else 3)
-    for name in ("seeds", "episodes", "total_timesteps", "workers", "eval_interval"):
-        value = seeds if name == "seeds" else getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    overrides = {"device": args.device}
-    if args.total_timesteps is not None:
-        overrides["ppo.total_timesteps"] = args.total_timesteps
-    if args.eval_interval is not None:
-        overrides["eval_interval"] = args.eval_interval
+    seeds, overrides = _seeds_and_overrides(
+        args, ("episodes", "total_timesteps", "workers", "eval_interval")
+    )
     out = args.out if "--out" in args.argv else Path("reports") / args.suite
     summary = suites.run_suite(
         args.suite,
