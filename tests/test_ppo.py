@@ -95,6 +95,27 @@ def test_fixed_schedule_anneals_the_learning_rate_linearly():
     assert stats["learning_rate"].item() == pytest.approx(ppo.config.learning_rate / 2)
 
 
+def test_a_solved_policy_takes_smaller_steps_until_the_end():
+    ppo = make_trainer()
+    ppo.config = dataclasses.replace(ppo.config, solved_lr_scale=0.25)
+    ppo.iteration = ppo.config.num_iterations // 2
+    stats, _ = ppo.iterate()
+    assert stats["learning_rate"].item() == pytest.approx(ppo.config.learning_rate / 2)
+    ppo.solved.fill_(True)
+    ppo.iteration = ppo.config.num_iterations // 2
+    stats, _ = ppo.iterate()
+    assert stats["learning_rate"].item() == pytest.approx(ppo.config.learning_rate / 8)
+
+
+def test_the_solved_scale_alone_does_not_freeze_the_observation_normaliser():
+    ppo = make_trainer()
+    ppo.config = dataclasses.replace(ppo.config, freeze_obs_norm=False, solved_lr_scale=0.5)
+    ppo.solved.fill_(True)
+    before = ppo.agent.obs_norm.mean.clone()
+    ppo.iterate()
+    assert not torch.equal(before, ppo.agent.obs_norm.mean)
+
+
 def episodes(count: int, mean_return: float) -> EpisodeStats:
     return EpisodeStats(
         torch.tensor(float(count)), torch.tensor(count * mean_return), torch.tensor(0.0)
@@ -216,6 +237,7 @@ def test_running_norm_matches_numpy_statistics():
         ({"total_timesteps": 10}, "less than one rollout"),
         ({"learning_rate": -1.0}, "learning_rate"),
         ({"desired_kl": -0.01}, "desired_kl must be >= 0"),
+        ({"solved_lr_scale": 0.0}, r"solved_lr_scale must be in \(0, 1\]"),
         ({"adam_beta2": 1.0}, r"adam_beta2 must be in \[0, 1\)"),
     ],
 )

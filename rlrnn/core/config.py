@@ -120,6 +120,11 @@ class PPOConfig:
         "stop updating the observation normaliser once the recent training return reaches the"
         " env's reward threshold (else its mean follows a drifting cart)",
     )
+    solved_lr_scale: float = option(
+        1.0,
+        "multiply the learning rate by this once the recent training return reaches the env's"
+        " reward threshold (1: no change)",
+    )
     adam_beta1: float = option(0.9, "Adam's first-moment decay")
     adam_beta2: float = option(0.999, "Adam's second-moment decay")
 
@@ -144,6 +149,10 @@ class PPOConfig:
         _require(self.clip_coef > 0, f"clip_coef must be > 0, got {self.clip_coef}")
         for name in ("ent_coef", "vf_coef", "max_grad_norm", "target_kl", "desired_kl"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        _require(
+            0 < self.solved_lr_scale <= 1,
+            f"solved_lr_scale must be in (0, 1], got {self.solved_lr_scale}",
+        )
         for name in ("adam_beta1", "adam_beta2"):
             value = getattr(self, name)
             _require(0 <= value < 1, f"{name} must be in [0, 1), got {value}")
