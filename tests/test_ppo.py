@@ -1,6 +1,7 @@
 """The trainer: rollout replay, reproducibility, checkpoints, normalisation."""
 
 import dataclasses
+import io
 import json
 
 import numpy as np
@@ -93,6 +94,59 @@ def test_fixed_schedule_anneals_the_learning_rate_linearly():
     ppo.iteration = ppo.config.num_iterations // 2
     stats, _ = ppo.iterate()
     assert stats["learning_rate"].item() == pytest.approx(ppo.config.learning_rate / 2)
+
+
+def test_a_solved_policy_takes_smaller_steps_until_the_end():
+    ppo = make_trainer()
+    ppo.config = dataclasses.replace(ppo.config, solved_lr_scale=0.25)
+    ppo.iteration = ppo.config.num_iterations // 2
+    stats, _ = ppo.iterate()
+    assert stats["learning_rate"].item() == pytest.approx(ppo.config.learning_rate / 2)
+    ppo.solved.fill_(True)
+    ppo.iteration = ppo.config.num_iterations // 2
+    stats, _ = ppo.iterate()
+    assert stats["learning_rate"].item() == pytest.approx(ppo.config.learning_rate / 8)
+
+
+def test_the_smaller_solved_steps_survive_a_resume():
+    ppo = make_trainer()
+    ppo.solved.fill_(True)
+    ppo.iterate()
+    saved = io.BytesIO()  # through bytes, as last.pt carries it
+    torch.save({"agent": ppo.agent.state_dict(), "ppo": ppo.state_dict()}, saved)
+    saved.seek(0)
+    checkpoint = torch.load(saved, weights_only=False)
+    resumed = make_trainer()
+    resumed.agent.load_state_dict(checkpoint["agent"])
+    resumed.load_state_dict(checkpoint["ppo"])
+    assert resumed.solved
+    rng = checkpoint["ppo"]["cpu_rng"]  # one process, one generator: each run from the saved one
+    torch.set_rng_state(rng)
+    a, _ = ppo.iterate()
+    torch.set_rng_state(rng)
+    b, _ = resumed.iterate()
+    frac = 1 - 1 / ppo.config.num_iterations
+    expected = ppo.config.learning_rate * frac * ppo.config.solved_lr_scale
+    assert a["learning_rate"].item() == b["learning_rate"].item() == pytest.approx(expected)
+    for p, q in zip(ppo.agent.parameters(), resumed.agent.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_a_config_saved_before_the_solved_scale_existed_keeps_full_steps():
+    data = RunConfig().to_dict()
+    assert data["ppo"]["solved_lr_scale"] == 0.1  # the default now
+    del data["ppo"]["solved_lr_scale"]  # as an older run's config.json has it
+    assert RunConfig.from_dict(data).ppo.solved_lr_scale == 1.0
+    assert RunConfig.from_dict(RunConfig().to_dict()) == RunConfig()
+
+
+def test_the_solved_scale_alone_does_not_freeze_the_observation_normaliser():
+    ppo = make_trainer()
+    ppo.config = dataclasses.replace(ppo.config, freeze_obs_norm=False, solved_lr_scale=0.5)
+    ppo.solved.fill_(True)
+    before = ppo.agent.obs_norm.mean.clone()
+    ppo.iterate()
+    assert not torch.equal(before, ppo.agent.obs_norm.mean)
 
 
 def episodes(count: int, mean_return: float) -> EpisodeStats:
@@ -216,6 +270,7 @@ def test_running_norm_matches_numpy_statistics():
         ({"total_timesteps": 10}, "less than one rollout"),
         ({"learning_rate": -1.0}, "learning_rate"),
         ({"desired_kl": -0.01}, "desired_kl must be >= 0"),
+        ({"solved_lr_scale": 0.0}, r"solved_lr_scale must be in \(0, 1\]"),
         ({"adam_beta2": 1.0}, r"adam_beta2 must be in \[0, 1\)"),
     ],
 )

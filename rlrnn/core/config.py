@@ -120,6 +120,11 @@ class PPOConfig:
         "stop updating the observation normaliser once the recent training return reaches the"
         " env's reward threshold (else its mean follows a drifting cart)",
     )
+    solved_lr_scale: float = option(
+        0.1,
+        "multiply the learning rate by this once the recent training return reaches the env's"
+        " reward threshold (1: no change): a solved policy keeps learning in smaller steps",
+    )
     adam_beta1: float = option(0.9, "Adam's first-moment decay")
     adam_beta2: float = option(0.999, "Adam's second-moment decay")
 
@@ -144,6 +149,10 @@ class PPOConfig:
         _require(self.clip_coef > 0, f"clip_coef must be > 0, got {self.clip_coef}")
         for name in ("ent_coef", "vf_coef", "max_grad_norm", "target_kl", "desired_kl"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        _require(
+            0 < self.solved_lr_scale <= 1,
+            f"solved_lr_scale must be in (0, 1], got {self.solved_lr_scale}",
+        )
         for name in ("adam_beta1", "adam_beta2"):
             value = getattr(self, name)
             _require(0 <= value < 1, f"{name} must be in [0, 1), got {value}")
@@ -165,6 +174,11 @@ class PPOConfig:
     @property
     def num_iterations(self) -> int:
         return self.total_timesteps // self.batch_size
+
+
+# PPO options added after configs were first saved, with the value that reproduces a run saved
+# without them: resuming or re-using an older run keeps the behaviour it was trained with.
+PPO_ADDED_LATER: dict[str, Any] = {"solved_lr_scale": 1.0}
 
 
 @dataclass(frozen=True)
@@ -223,12 +237,16 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        """Rebuild a config from ``to_dict`` output; unknown or mistyped keys are a UsageError."""
+        """Rebuild a config from ``to_dict`` output; unknown or mistyped keys are a UsageError,
+        and a PPO option missing from an older config takes :data:`PPO_ADDED_LATER`'s value."""
         if not isinstance(data, dict):
             raise UsageError("config is not a JSON object")
         try:
             agent = AgentConfig(**_tuples(AgentConfig, data.get("agent", {}), "agent."))
-            ppo = PPOConfig(**_tuples(PPOConfig, data.get("ppo", {}), "ppo."))
+            ppo_data = data.get("ppo", {})
+            if isinstance(ppo_data, dict):
+                ppo_data = PPO_ADDED_LATER | ppo_data
+            ppo = PPOConfig(**_tuples(PPOConfig, ppo_data, "ppo."))
             top = {k: v for k, v in data.items() if k not in ("agent", "ppo")}
             _check_types(cls, top, "")
             return cls(agent=agent, ppo=ppo, **top)

@@ -95,7 +95,8 @@ class RecurrentPPO:
         self.recent_return = torch.zeros((), device=self.device)
         self.finished_episodes = torch.zeros((), device=self.device)
         self.solved = torch.zeros((), dtype=torch.bool, device=self.device)
-        self.threshold = env.reward_threshold if config.freeze_obs_norm else None
+        tracks_solved = config.freeze_obs_norm or config.solved_lr_scale < 1
+        self.threshold = env.reward_threshold if tracks_solved else None
         self.obs = env.reset(seed)
         self.episode_starts = torch.ones(env.num_envs, device=self.device)
         self.state = agent.initial_state(env.num_envs, self.device)
@@ -187,6 +188,8 @@ class RecurrentPPO:
         clip = cfg.clip_coef * (frac if cfg.anneal_clip else 1.0)
         if not cfg.desired_kl:  # the KL-adaptive schedule replaces the linear one
             self.lr.fill_(cfg.learning_rate * (frac if cfg.anneal_lr else 1.0))
+            if cfg.solved_lr_scale < 1:  # on the device: no host sync
+                self.lr.mul_(1 - (1 - cfg.solved_lr_scale) * self.solved.float())
 
         B = rollout.obs.shape[1]
         totals: dict[str, Tensor] = {}
@@ -330,6 +333,7 @@ class RecurrentPPO:
         # exactly the inputs the rollout acted on.
         if self.threshold is not None:
             self._track_solved(episodes)
-        self.agent.obs_norm.update(rollout.obs, active=~self.solved)
+        frozen = self.config.freeze_obs_norm
+        self.agent.obs_norm.update(rollout.obs, active=~self.solved if frozen else None)
         self.iteration += 1
         return stats, episodes
