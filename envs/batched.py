@@ -165,7 +165,7 @@ def env_sizes(env_id: str) -> tuple[int, int]:
     if env_id in TENSOR_CARTPOLES:
         return (2 if TENSOR_CARTPOLES[env_id] else 4), 2
     if _register_variant(env_id):
-        return 2, 2
+        return 2 + int(variants.variant_params(env_id).last_action), 2
     env = _make_checked(env_id)
     sizes = obs_spaces.flat_size(env.observation_space), int(env.action_space.n)
     env.close()

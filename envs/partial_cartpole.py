@@ -7,7 +7,9 @@ Step ``t`` of an episode is the observation after ``t`` actions (``t = 0`` at re
 
 - noise: ``obs + sigma * z`` with ``z`` standard normal (Box-Muller on two hashed uniforms),
   clipped to the observation box;
-- flicker: the whole observation replaced by zeros where a third hashed uniform is ``< p``.
+- flicker: the whole observation replaced by zeros where a third hashed uniform is ``< p``;
+- last action (optional): a third observation, the action just taken as -1 or +1 (0 after a
+  reset), neither noisy nor flickering: the agent knows what it did.
 
 The ids, their parameters and their registration are in :mod:`envs.variants`.
 """
@@ -18,6 +20,7 @@ import math
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from torch import Tensor
 
 from envs.cartpole import PositionOnlyCartPoleEnv
@@ -59,9 +62,15 @@ def corrupt(
     return obs
 
 
+def push_direction(actions: Tensor) -> Tensor:
+    """Actions 0 (left) and 1 (right) as the ``(N, 1)`` observation -1 and +1."""
+    return (actions.float() * 2 - 1)[:, None]
+
+
 class PartialCartPoleEnv(PositionOnlyCartPoleEnv):
     """``PositionOnlyCartPole-v1`` whose observations are noisy (``sigma``) and/or flicker
-    (probability ``flicker`` of an all-zero observation).
+    (probability ``flicker`` of an all-zero observation), and with ``last_action`` also show
+    the action just taken (-1 left, +1 right, 0 after a reset).
 
     ``reset(seed=s)`` seeds the observation stream with ``s`` (episode 0); a reset without a seed
     starts the next episode of the same stream (a stream never seeded draws its seed from the
@@ -69,15 +78,26 @@ class PartialCartPoleEnv(PositionOnlyCartPoleEnv):
     """
 
     def __init__(
-        self, render_mode: str | None = None, sigma: float = 0.0, flicker: float = 0.0
+        self,
+        render_mode: str | None = None,
+        sigma: float = 0.0,
+        flicker: float = 0.0,
+        last_action: bool = False,
     ) -> None:
         check_params(sigma, flicker)
         super().__init__(render_mode=render_mode)
-        self.sigma, self.flicker = float(sigma), float(flicker)
+        self.sigma, self.flicker, self.last_action = float(sigma), float(flicker), last_action
         self._high = torch.as_tensor(self.observation_space.high)
+        if last_action:
+            high = np.append(self.observation_space.high, np.float32(1.0))
+            self.observation_space = spaces.Box(-high, high, dtype=np.float32)
         self._stream: int | None = None
         self._episode = 0
         self._t = 0
+
+    def _observe(self, obs: np.ndarray, push: float) -> np.ndarray:
+        seen = self._corrupt(obs)
+        return np.append(seen, np.float32(push)) if self.last_action else seen
 
     def _corrupt(self, obs: np.ndarray) -> np.ndarray:
         def one(value: int) -> Tensor:
@@ -103,12 +123,12 @@ class PartialCartPoleEnv(PositionOnlyCartPoleEnv):
         else:
             self._episode += 1
         self._t = 0
-        return self._corrupt(obs), info
+        return self._observe(obs, 0.0), info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = super().step(action)
         self._t += 1
-        return self._corrupt(obs), reward, terminated, truncated, info
+        return self._observe(obs, 2.0 * int(action) - 1), reward, terminated, truncated, info
 
 
 class TensorPartialCartPole(TensorCartPole):
@@ -119,6 +139,7 @@ class TensorPartialCartPole(TensorCartPole):
         device: torch device of every tensor the environment holds and returns.
         sigma: standard deviation of the Gaussian noise on ``[x, theta]`` (0: none).
         flicker: probability that an observation is all zeros.
+        last_action: append the action just taken (-1, +1; 0 after a reset) to the observation.
         max_episode_steps: time limit after which an episode is truncated.
         dtype: floating type of the physical state.
     """
@@ -129,20 +150,23 @@ class TensorPartialCartPole(TensorCartPole):
         device: str | torch.device = "cpu",
         sigma: float = 0.0,
         flicker: float = 0.0,
+        last_action: bool = False,
         max_episode_steps: int = 500,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         check_params(sigma, flicker)
         super().__init__(num_envs, device, True, max_episode_steps, dtype)
-        self.sigma, self.flicker = float(sigma), float(flicker)
+        self.sigma, self.flicker, self.last_action = float(sigma), float(flicker), last_action
+        self.obs_dim += int(last_action)
         high = PositionOnlyCartPoleEnv().observation_space.high
         self._high = torch.as_tensor(high, device=self.device)
 
     def reset(self, seed: int = 0) -> Tensor:
         obs = super().reset(seed)
-        return corrupt(
+        obs = corrupt(
             obs, self._seeds, self._episodes, self.elapsed, self.sigma, self.flicker, self._high
         )
+        return torch.cat((obs, torch.zeros_like(obs[:, :1])), 1) if self.last_action else obs
 
     # No state of its own to save: the stream is a function of seeds, episodes and elapsed.
     def step(self, actions: Tensor) -> StepResult:
@@ -160,4 +184,8 @@ class TensorPartialCartPole(TensorCartPole):
             self._high,
         )
         final_obs, obs = seen.split(self.num_envs)  # (2N, 2) -> 2 x (N, 2)
+        if self.last_action:  # the push just made; none yet in an episode that starts anew
+            push = push_direction(actions)
+            final_obs = torch.cat((final_obs, push), 1)
+            obs = torch.cat((obs, push * (1 - ended[:, None])), 1)
         return result._replace(obs=obs, final_obs=final_obs)

@@ -11,6 +11,13 @@ corrupt what the agent sees, so that a fixed window of past frames is no longer 
   agent (DRQN's flickering Atari): ``FlickeringPositionOnlyCartPole-v1`` (p = 0.5) or
   ``FlickeringPositionOnlyCartPole-p0.3-v1``.
 
+Any of these ids with ``-LastAction`` before ``-v1``
+(``NoisyPositionOnlyCartPoleEasy-LastAction-v1``,
+``NoisyPositionOnlyCartPole-sigma0.15-LastAction-v1``) also shows the agent the action it took
+last, as a third observation: -1 (left), +1 (right), 0 at an episode's first step. That is what a
+model-based filter (a Kalman filter) uses beside the measurements: a velocity is the sum of every
+push since the episode began, which a recurrent state can keep and a window of frames cannot.
+
 This module knows names, numbers and gymnasium's registry (no torch), so every layer can ask it;
 the envs themselves are in :mod:`envs.partial_cartpole`.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import NamedTuple
 
 import gymnasium as gym
 
@@ -26,10 +34,30 @@ ENTRY_POINT = "envs.partial_cartpole:PartialCartPoleEnv"
 NOISY_LEVELS = {"Easy": 0.1, "Medium": 0.2, "Hard": 0.3}
 DEFAULT_FLICKER = 0.5
 
-# id -> (sigma, flicker) of the named variants.
-NAMED_VARIANTS: dict[str, tuple[float, float]] = {
+LAST_ACTION = "-LastAction"
+
+
+class VariantParams(NamedTuple):
+    """What a variant id names: the noise, the flicker, and whether the last action is seen."""
+
+    sigma: float
+    flicker: float
+    last_action: bool = False
+
+
+def with_last_action(env_id: str) -> str:
+    """The id of variant ``env_id`` whose observation also carries the last action."""
+    return env_id.removesuffix("-v1") + LAST_ACTION + "-v1"
+
+
+_LEVELS: dict[str, tuple[float, float]] = {
     **{f"NoisyPositionOnlyCartPole{level}-v1": (s, 0.0) for level, s in NOISY_LEVELS.items()},
     "FlickeringPositionOnlyCartPole-v1": (0.0, DEFAULT_FLICKER),
+}
+# id -> what it names, for every named variant, with and without the last action.
+NAMED_VARIANTS: dict[str, VariantParams] = {
+    **{env_id: VariantParams(*p) for env_id, p in _LEVELS.items()},
+    **{with_last_action(env_id): VariantParams(*p, True) for env_id, p in _LEVELS.items()},
 }
 
 _PARAMETRIZED = re.compile(
@@ -49,14 +77,16 @@ def check_params(sigma: float, flicker: float) -> None:
         raise VariantError(f"the flicker probability p must be in [0, 1], got {flicker}")
 
 
-def variant_params(env_id: str) -> tuple[float, float] | None:
-    """``(sigma, flicker)`` if ``env_id`` names a partially observed cart-pole, else None.
+def variant_params(env_id: str) -> VariantParams | None:
+    """What ``env_id`` names if it is a partially observed cart-pole, else None.
 
     Raises :class:`VariantError` for an id of the parametrized form with an impossible value.
     """
     if env_id in NAMED_VARIANTS:
         return NAMED_VARIANTS[env_id]
-    match = _PARAMETRIZED.match(env_id)
+    last_action = env_id.endswith(LAST_ACTION + "-v1")
+    base = env_id.removesuffix(LAST_ACTION + "-v1") + "-v1" if last_action else env_id
+    match = _PARAMETRIZED.match(base)
     if match is None:
         return None
     family, key, text = match.group("family", "key", "value")
@@ -72,13 +102,13 @@ def variant_params(env_id: str) -> tuple[float, float] | None:
         check_params(sigma, flicker)
     except VariantError as e:
         raise VariantError(f"env id {env_id!r}: {e}") from None
-    return sigma, flicker
+    return VariantParams(sigma, flicker, last_action)
 
 
-def variant_kwargs(env_id: str) -> dict[str, float] | None:
+def variant_kwargs(env_id: str) -> dict[str, float | bool] | None:
     """The gymnasium constructor kwargs of a variant id (None if it is not one)."""
     params = variant_params(env_id)
-    return None if params is None else {"sigma": params[0], "flicker": params[1]}
+    return None if params is None else params._asdict()
 
 
 def register(env_id: str) -> bool:

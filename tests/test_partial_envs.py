@@ -20,6 +20,11 @@ from envs import (
 )
 from envs.batched import check_env_id, env_sizes, is_registered
 from envs.variants import VariantError, variant_params
+from rlrnn.core.config import PPOConfig, RunConfig
+from rlrnn.core.evaluation import evaluate
+from rlrnn.core.loading import load_checkpoint
+from rlrnn.core.training import train
+from rlrnn.errors import UsageError
 
 HIGH = np.array([4.8, 0.41887903], dtype=np.float32)  # the position-only observation box
 
@@ -30,17 +35,19 @@ def test_named_variants_pass_env_checkers_and_keep_cartpole_v1_limits(env_id):
     gym_check_env(env.unwrapped)
     sb3_check_env(gym.make(env_id))
     assert env.spec.max_episode_steps == 500 and env.spec.reward_threshold == 475
-    assert env.observation_space.shape == (2,)
+    assert env.observation_space.shape == (2 + NAMED_VARIANTS[env_id].last_action,)
     batched = make_batched_env(env_id, 3)
     assert isinstance(batched, TensorPartialCartPole)
     assert (batched.max_episode_steps, batched.reward_threshold) == (500, 475)
 
 
 def test_named_levels_are_popgyms():
-    assert variant_params("NoisyPositionOnlyCartPoleEasy-v1") == (0.1, 0.0)
-    assert variant_params("NoisyPositionOnlyCartPoleMedium-v1") == (0.2, 0.0)
-    assert variant_params("NoisyPositionOnlyCartPoleHard-v1") == (0.3, 0.0)
-    assert variant_params("FlickeringPositionOnlyCartPole-v1") == (0.0, 0.5)
+    assert variant_params("NoisyPositionOnlyCartPoleEasy-v1") == (0.1, 0.0, False)
+    assert variant_params("NoisyPositionOnlyCartPoleMedium-v1") == (0.2, 0.0, False)
+    assert variant_params("NoisyPositionOnlyCartPoleHard-v1") == (0.3, 0.0, False)
+    assert variant_params("FlickeringPositionOnlyCartPole-v1") == (0.0, 0.5, False)
+    assert variant_params("NoisyPositionOnlyCartPoleEasy-LastAction-v1") == (0.1, 0.0, True)
+    assert variant_params("FlickeringPositionOnlyCartPole-p0.2-LastAction-v1") == (0, 0.2, True)
     assert variant_params("PositionOnlyCartPole-v1") is None
 
 
@@ -51,11 +58,14 @@ def test_named_levels_are_popgyms():
         ("NoisyPositionOnlyCartPoleHard-v1", 0.3, 0.0),
         ("FlickeringPositionOnlyCartPole-v1", 0.0, 0.5),
         ("FlickeringPositionOnlyCartPole-p0.2-v1", 0.0, 0.2),
+        ("NoisyPositionOnlyCartPoleMedium-LastAction-v1", 0.2, 0.0),
+        ("FlickeringPositionOnlyCartPole-LastAction-v1", 0.0, 0.5),
     ],
 )
 def test_tensor_variant_matches_gymnasium_step_for_step(env_id, sigma, flicker):
     """Same start states, seeds and actions: the same corrupted observations (same stream),
-    rewards and flags, over many episodes and through resets."""
+    the same last actions where shown, rewards and flags, over many episodes and through
+    resets."""
     rng = np.random.default_rng(0)
     n = 8
     tensor_env = make_batched_env(env_id, n)
@@ -65,7 +75,8 @@ def test_tensor_variant_matches_gymnasium_step_for_step(env_id, sigma, flicker):
         env.reset(seed=i)
         env.unwrapped.state = tensor_env.state[i].double().numpy().copy()
     # The first observation of episode 0: the gymnasium env's own start state, the same stream.
-    assert env.unwrapped._corrupt(tensor_env.state[n - 1, [0, 2]].numpy()) == pytest.approx(
+    assert (tensor_env.sigma, tensor_env.flicker) == (sigma, flicker)
+    assert env.unwrapped._observe(tensor_env.state[n - 1, [0, 2]].numpy(), 0) == pytest.approx(
         first[n - 1].numpy(), abs=1e-6
     )
     episodes_ended = 0
@@ -82,7 +93,7 @@ def test_tensor_variant_matches_gymnasium_step_for_step(env_id, sigma, flicker):
                 episodes_ended += 1
                 env.reset()  # the next episode of the same stream
                 env.unwrapped.state = tensor_env.state[i].double().numpy().copy()
-                seen = env.unwrapped._corrupt(tensor_env.state[i, [0, 2]].float().numpy())
+                seen = env.unwrapped._observe(tensor_env.state[i, [0, 2]].float().numpy(), 0)
                 np.testing.assert_allclose(result.obs[i].numpy(), seen, atol=1e-6)
     assert episodes_ended > 50
 
@@ -131,12 +142,28 @@ def test_resume_from_state_dict_draws_the_same_stream():
         torch.testing.assert_close(env.step(torch.ones(4)).obs, copy.step(torch.ones(4)).obs)
 
 
-def test_parametrized_ids_register_on_demand():
-    env_id = "NoisyPositionOnlyCartPole-sigma0.15-v1"
-    assert is_registered(env_id) and env_sizes(env_id) == (2, 2)
+@pytest.mark.parametrize("last_action", [False, True])
+def test_parametrized_ids_register_on_demand(last_action):
+    env_id = "NoisyPositionOnlyCartPole-sigma0.15" + ("-LastAction" if last_action else "") + "-v1"
+    assert is_registered(env_id) and env_sizes(env_id) == (2 + last_action, 2)
     check_env_id(env_id)
-    assert gym.make(env_id).unwrapped.sigma == 0.15
-    assert make_batched_env(env_id, 2).sigma == 0.15
+    env = gym.make(env_id).unwrapped
+    assert (env.sigma, env.last_action) == (0.15, last_action)
+    batched = make_batched_env(env_id, 2)
+    assert (batched.sigma, batched.last_action) == (0.15, last_action)
+    assert batched.obs_dim == 2 + last_action
+
+
+def test_the_last_action_is_the_push_just_made_and_zero_after_a_reset():
+    env = TensorPartialCartPole(3, sigma=0.1, last_action=True)
+    assert (env.reset(seed=0)[:, 2] == 0).all()
+    for _ in range(200):
+        actions = torch.tensor([0, 1, 1])
+        result = env.step(actions)
+        torch.testing.assert_close(result.final_obs[:, 2], actions * 2.0 - 1)
+        ended = result.terminated | result.truncated
+        torch.testing.assert_close(result.obs[:, 2], torch.where(ended, 0.0, actions * 2.0 - 1))
+    assert env._episodes.sum() > 0  # the always-pushing envs fell at least once
 
 
 @pytest.mark.parametrize(
@@ -183,3 +210,17 @@ def test_the_probe_reads_the_true_velocities_behind_the_noise():
     data = collect(agent, env_id, episodes=4)
     assert data.velocities.shape == (len(data.episode), 2) and len(data.episode) > 4
     assert data.features[0].shape[0] == len(data.episode)
+
+
+def test_a_last_action_variant_trains_saves_loads_and_evaluates(tmp_path):
+    env_id = "FlickeringPositionOnlyCartPole-p0.3-LastAction-v1"
+    config = RunConfig(
+        env_id=env_id, ppo=PPOConfig(total_timesteps=2048), eval_interval=0, eval_episodes=2
+    )
+    train(config, tmp_path / "run", show_progress=False)
+    path = tmp_path / "run" / "final.pt"
+    assert torch.load(path, weights_only=True)["env"]["obs_dim"] == 3
+    policy, _, _ = load_checkpoint(path, env_id=env_id)
+    assert len(evaluate(policy, env_id, episodes=3).returns) == 3
+    with pytest.raises(UsageError, match="obs dim 3 there, 2 in"):  # no action seen: refused
+        load_checkpoint(path, env_id="FlickeringPositionOnlyCartPole-p0.3-v1")

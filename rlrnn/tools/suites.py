@@ -48,6 +48,8 @@ FULL_MEMORY_ENVS = (
     *MEMORY_ENVS,
     "NoisyPositionOnlyCartPoleMedium-v1",
     "NoisyPositionOnlyCartPoleHard-v1",
+    # The agent also sees its last push: what a Kalman filter integrates into the velocities.
+    "NoisyPositionOnlyCartPoleEasy-LastAction-v1",
 )
 TOTAL_TIMESTEPS = 300_000
 EVAL_INTERVAL = 20_480  # 15 periodic evaluations a run: they would cost more than training
