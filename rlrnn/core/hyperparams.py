@@ -8,9 +8,10 @@ How the rlrnn entries were chosen: ``benchmarks/tune.py`` (3 seeds, time to solv
 ``compare --full`` report in the README, and ``benchmarks/stability.py`` (final weights and
 stays-solved over 5 seeds): raw advantages, a frozen observation normaliser and a learning rate
 cut to a tenth once solved (the defaults) keep ``lstm`` and ``gru`` solved; ``lstm2``, ``rnn``
-and ``framestack`` measured no better with them and keep normalised advantages at full steps. Over seeds 0-9 at 100k steps, ``rnn``'s final weights
-reach 475 on 7 of 10 with a learning rate of 2e-3 (3 of 10 at 4e-3), and ``lstm2``'s on 7 of
-10 with gamma 0.99 (5 of 10 at 0.98). The SB3 entries are rl-baselines3-zoo's tuned settings
+and ``framestack`` measured no better with them and keep normalised advantages at full steps.
+Over seeds 0-9 at 100k steps, ``rnn``'s final weights reach 475 on 7 of 10 with a learning rate
+of 2e-3 (3 of 10 at 4e-3), and ``lstm2``'s on 7 of 10 with gamma 0.99 (5 of 10 at 0.98).
+The SB3 entries are rl-baselines3-zoo's tuned settings
 (``ppo.yml`` CartPole-v1 and ``ppo_lstm.yml`` CartPoleNoVel-v1), translated to rlrnn's names:
 8 envs x 32 steps, one minibatch of 256, 20 epochs, lr 1e-3 and clip 0.2 both annealed.
 
