@@ -224,3 +224,28 @@ def test_a_last_action_variant_trains_saves_loads_and_evaluates(tmp_path):
     assert len(evaluate(policy, env_id, episodes=3).returns) == 3
     with pytest.raises(UsageError, match="obs dim 3 there, 2 in"):  # no action seen: refused
         load_checkpoint(path, env_id="FlickeringPositionOnlyCartPole-p0.3-v1")
+
+
+def test_sb3_agents_train_on_a_parametrized_id_in_compare_workers(tmp_path):
+    """Each compare worker registers the id on its own: SB3 makes its envs with gym.make."""
+    env_id = "NoisyPositionOnlyCartPole-sigma0.15-LastAction-v1"
+    out = tmp_path / "cmp"
+    done = rlrnn(
+        "compare",
+        "--agents",
+        "sb3-ppo",
+        "--env",
+        env_id,
+        "--seeds",
+        "2",
+        "--total-timesteps",
+        "1024",
+        "--episodes",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| sb3-ppo | 2 |" in (out / "results.md").read_text()

@@ -35,8 +35,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from torch.utils.tensorboard import SummaryWriter
 
-import envs  # noqa: F401  (registers PositionOnlyCartPole-v1 with gymnasium)
 from agents.registry import ACTIVATIONS
+from envs import register_variant  # importing envs registers PositionOnlyCartPole-v1 and co.
 from rlrnn.core.checkpoint import describe_mismatch, env_signature, write_checkpoint
 from rlrnn.core.config import RunConfig, resolve_device
 from rlrnn.core.runlog import EvaluationHook, EvaluationLog, progress_bar
@@ -88,6 +88,8 @@ def _flatten_non_box(env: gym.Env) -> gym.Env:
 
 
 def _make_vec_env(config: RunConfig, num_envs: int) -> VecEnv:
+    # A parametrized variant id is registered on first use, in each process (a compare worker too).
+    register_variant(config.env_id)
     try:
         return make_vec_env(
             config.env_id,
