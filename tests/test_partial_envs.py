@@ -230,22 +230,7 @@ def test_sb3_agents_train_on_a_parametrized_id_in_compare_workers(tmp_path):
     """Each compare worker registers the id on its own: SB3 makes its envs with gym.make."""
     env_id = "NoisyPositionOnlyCartPole-sigma0.15-LastAction-v1"
     out = tmp_path / "cmp"
-    done = rlrnn(
-        "compare",
-        "--agents",
-        "sb3-ppo",
-        "--env",
-        env_id,
-        "--seeds",
-        "2",
-        "--total-timesteps",
-        "1024",
-        "--episodes",
-        "2",
-        "--out",
-        str(out),
-        "--quiet",
-        timeout=300,
-    )
+    flags = f"--agents sb3-ppo --env {env_id} --seeds 2 --total-timesteps 1024 --episodes 2"
+    done = rlrnn("compare", *flags.split(), "--quiet", "--out", str(out), timeout=300)
     assert done.returncode == 0, done.stderr
     assert "| sb3-ppo | 2 |" in (out / "results.md").read_text()
