@@ -35,6 +35,7 @@ NOISY_LEVELS = {"Easy": 0.1, "Medium": 0.2, "Hard": 0.3}
 DEFAULT_FLICKER = 0.5
 
 LAST_ACTION = "-LastAction"
+_LAST_ACTION_END = LAST_ACTION + "-v1"  # how an id that shows the last action ends
 
 
 class VariantParams(NamedTuple):
@@ -47,7 +48,7 @@ class VariantParams(NamedTuple):
 
 def with_last_action(env_id: str) -> str:
     """The id of variant ``env_id`` whose observation also carries the last action."""
-    return env_id.removesuffix("-v1") + LAST_ACTION + "-v1"
+    return env_id.removesuffix("-v1") + _LAST_ACTION_END
 
 
 _LEVELS: dict[str, tuple[float, float]] = {
@@ -84,8 +85,8 @@ def variant_params(env_id: str) -> VariantParams | None:
     """
     if env_id in NAMED_VARIANTS:
         return NAMED_VARIANTS[env_id]
-    last_action = env_id.endswith(LAST_ACTION + "-v1")
-    base = env_id.removesuffix(LAST_ACTION + "-v1") + "-v1" if last_action else env_id
+    last_action = env_id.endswith(_LAST_ACTION_END)
+    base = env_id.removesuffix(_LAST_ACTION_END) + "-v1" if last_action else env_id
     match = _PARAMETRIZED.match(base)
     if match is None:
         return None
