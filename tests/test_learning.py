@@ -4,7 +4,7 @@ cannot balance it.
 The agent judged is a run's ``final.pt`` (the weights a user keeps), re-evaluated here on 100
 fresh episodes after the 100,000-step budget; ``best.pt`` is only a safety net. The default run
 checks one seed of the ``lstm`` and the ``mlp``; ``-m slow`` checks every memory agent over
-seeds 0-4, as ``benchmarks/stability.py`` measures them (an evaluation every 4,096 steps).
+seeds 0-4, as ``benchmarks/stability.py`` measures them (on the default evaluation schedule).
 """
 
 import dataclasses
@@ -69,7 +69,8 @@ def test_every_memory_agent_keeps_its_final_weights_solved_over_seeds_0_to_4(
     """The README's stay-solved targets at the default budget, on each agent's defaults: final
     weights >= 475 on ``needed`` of 5 seeds and, where a target is set, that share of the
     evaluations after each seed's first solve still >= 475, pooled over the seeds."""
-    runs = [train_and_evaluate(tmp_path, agent, seed, eval_interval=4096) for seed in range(5)]
+    benchmark_interval = RunConfig().eval_interval  # stability.py keeps the default schedule
+    runs = [train_and_evaluate(tmp_path, agent, seed, benchmark_interval) for seed in range(5)]
     finals = [final for _, final in runs]
     assert sum(mean >= SOLVED for mean in finals) >= needed, finals
     if stays_solved is not None:
