@@ -36,11 +36,15 @@ def losses_and_grads(ppo: RecurrentPPO, loss_fn, rollout, envs, clip: float):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_compiler(monkeypatch):
-    """Each test traces afresh, and a test that would run eager past the recompile limit fails."""
+def _fresh_compiler():
+    """Each test traces afresh, and a test that would run eager past the recompile limit fails.
+
+    The setting goes through torch's own ``config.patch``, which restores it on exit; a
+    monkeypatched module attribute of dynamo's config is deleted on undo by newer pytests.
+    """
     torch._dynamo.reset()
-    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
-    yield
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        yield
     torch._dynamo.reset()
 
 
