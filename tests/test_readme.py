@@ -9,6 +9,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def quick_start_commands() -> list[str]:
+    """The commands of the README's quick start: the main job, then the test command."""
+    section = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S)]
+
+
 def readme_example() -> str:
     section = (ROOT / "README.md").read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
@@ -25,3 +31,11 @@ def test_the_python_api_example_trains_saves_loads_and_evaluates(tmp_path):
     run = tmp_path / "runs" / "api-example"
     names = ("final.pt", "best.pt", "last.pt", "config.json", "summary.json", "learning_curve.png")
     assert all((run / name).is_file() for name in names)
+
+
+def test_ci_runs_the_quick_start_commands_as_written_in_a_new_environment():
+    commands = quick_start_commands()
+    assert len(commands) == 2 and "train.py" in commands[0] and "pytest" in commands[1]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci[-2:] == commands  # the main job, then the tests, last
+    assert any(line.startswith("python3 -m venv") for line in ci)  # not the machine's packages
