@@ -23,12 +23,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from provenance import provenance  # benchmarks/, beside this script
+
 from rlrnn.cli.options import add_config_arguments, config_from_args
 from rlrnn.core.config import RunConfig
 from rlrnn.core.evaluation import evaluate
 from rlrnn.core.hyperparams import default_config
 from rlrnn.core.loading import load_checkpoint
 from rlrnn.core.training import train
+from rlrnn.tools.seed_stats import bootstrap_interval, iqm
 from rlrnn.tools.stability import Stability, pooled_stays_solved, stability
 from rlrnn.tools.workers import Stopped, run_tasks
 
@@ -78,16 +81,27 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         held = [stability_of(r) for r in runs]
         worst_after = [h.worst_after_solve for h in held if h.worst_after_solve is not None]
         solved = [r["solved_at_seconds"] for r in runs if r["solved_at_seconds"] is not None]
+        finals = [r["final"] for r in runs]
+
+        def pooled(sample: list[Stability]) -> float:
+            share = pooled_stays_solved(sample)
+            return float("nan") if share is None else share
+
         rows.append(
             {
                 "variant": variant,
                 "agent": agent,
                 "budget": budget,
-                "finals": [round(r["final"], 1) for r in runs],
-                "final_ok": sum(r["final"] >= threshold for r in runs),
+                "finals": [round(f, 1) for f in finals],
+                "final_ok": sum(f >= threshold for f in finals),
                 "seeds": len(runs),
-                "worst_final": min(r["final"] for r in runs),
+                "worst_final": min(finals),
+                "final_iqm": iqm(finals),
+                "final_iqm_ci": bootstrap_interval(finals, iqm),
                 "stays_solved": pooled_stays_solved(held),
+                "stays_solved_ci": bootstrap_interval(held, pooled),
+                "held": sum(h.held for h in held),
+                "after_solve": sum(h.after_solve for h in held),
                 "worst_after_solve": min(worst_after) if worst_after else None,
                 "solved": len(solved),
                 "median_seconds_to_solve": statistics.median(solved) if solved else None,
@@ -167,7 +181,8 @@ def main() -> None:
     rows = table_rows(records)
     print(markdown(rows))
     if args.out:
-        args.out.write_text(json.dumps({"rows": rows, "runs": records}, indent=2))
+        report = {**provenance(), "rows": rows, "runs": records}
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The stays-solved measures over a run's periodic evaluations."""
 
+from rlrnn.tools.seed_stats import bootstrap_interval, iqm
 from rlrnn.tools.stability import pooled_stays_solved, stability
 
 
@@ -27,3 +28,17 @@ def test_pooled_fraction_weights_runs_by_their_evaluations():
     b = stability(evals(500, 100), 475)  # 0 of 1
     assert pooled_stays_solved([a, b]) == 0.75
     assert pooled_stays_solved([stability(evals(1), 475)]) is None
+
+
+def test_iqm_drops_the_outer_quarters_of_the_runs():
+    assert iqm([0, 10, 20, 1000]) == 15  # the middle two of four
+    assert iqm([500] * 19 + [199.4]) == 500  # one collapsed seed of twenty is an outer one
+    assert iqm([3.0]) == 3.0
+
+
+def test_bootstrap_interval_resamples_runs_and_gives_none_for_one_run():
+    assert bootstrap_interval([480.0], iqm) is None  # no [x, x] interval from one seed
+    runs = [500.0] * 18 + [199.4, 300.0]
+    low, high = bootstrap_interval(runs, lambda r: sum(r) / len(r))
+    assert low < sum(runs) / len(runs) < high <= 500  # around the mean, below the best run
+    assert bootstrap_interval([7.0, 7.0, 7.0], iqm) == (7.0, 7.0)  # no spread, no width
