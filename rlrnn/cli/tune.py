@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rlrnn.cli.options import HelpFormatter
+from rlrnn.cli.options import HelpFormatter, finite_float, seed_int
 from rlrnn.core.config import AGENT_NAMES, DEVICES
 from rlrnn.errors import UsageError
 from rlrnn.tools.tune_setup import OBJECTIVES
@@ -20,9 +20,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Run trials of an agent with hyperparameters drawn from its search space"
         " (rlrnn/core/hyperparams.py), the first trial its defaults; prune runs that fall behind at"
         " the periodic evaluations; write trials.csv, trials.md, history.png, importance.png"
-        " and best.json (train it: python train.py --config best.json). The study lives in a"
-        " storage: a journal file in --out by default, or --storage URL, which other processes"
-        " and machines join by running the same command.",
+        " and best.json (train it: python train.py --config best.json), the best trial being"
+        " always one that solved under the seconds and steps objectives. Seconds are CPU seconds"
+        " of the trial's process up to the evaluation that solved it (evaluations included), so"
+        " other load on the machine does not change them. The study lives in a storage: a"
+        " journal file in --out by default, or --storage URL, which other processes and machines"
+        " join by running the same command.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--agent", default="lstm", choices=AGENT_NAMES, help="agent to tune")
@@ -36,15 +39,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     score.add_argument(
         "--unsolved-penalty",
-        type=float,
+        type=finite_float,
         default=2.0,
         metavar="X",
-        help="seconds/steps: a run that never solves scores X times its whole run (seconds: X"
-        " times the longest run of the study so far)",
+        help="steps: a run that never solves scores X (> 1) times the most a solved run can"
+        " score (the trial's budget of env steps, times 1 + W), so it ranks below every run that"
+        " solves; seconds: it scores inf (CPU seconds have no such bound)",
     )
     score.add_argument(
         "--stays-solved-weight",
-        type=float,
+        type=finite_float,
         default=0.0,
         metavar="W",
         help="worsen the score by W x (1 - stays_solved) of itself (the fraction of evaluations"
@@ -52,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     score.add_argument(
         "--min-stays-solved",
-        type=float,
+        type=finite_float,
         default=0.0,
         metavar="F",
         help="a constraint: runs whose stays_solved is below F are infeasible (0: none)",
@@ -76,13 +80,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     study.add_argument("--pruner", choices=("median", "none"), default="median", help="pruner")
     study.add_argument("--sampler", choices=("tpe", "random"), default="tpe", help="sampler")
     study.add_argument(
-        "--sampler-seed", type=int, help="seed of the sampler (+ the worker index); None: random"
+        "--sampler-seed",
+        type=seed_int,
+        help="seed of the sampler (+ the worker index); None: random",
     )
     study.add_argument(
         "--storage",
         metavar="URL",
         help="shared study storage: postgresql://user@host/db, mysql://..., sqlite:///file.db,"
-        " or journal:PATH (a file on a shared filesystem); default: journal <out>/study.log",
+        " or a journal file on a shared filesystem, journal:PATH or a path ending in .log;"
+        " default: journal <out>/study.log",
     )
     study.add_argument("--study", help="study name (default: <agent>-<env>)")
     p.add_argument("--out", type=Path, help="report folder (default: reports/tune/<study>)")
@@ -96,19 +103,19 @@ def run(args: argparse.Namespace) -> int:
     from envs.batched import check_env_id
     from rlrnn.core.config import resolve_device
     from rlrnn.core.hyperparams import default_config, search_space, with_values
-    from rlrnn.files import make_writable_dir
+    from rlrnn.files import check_can_create, check_no_link_below, make_writable_dir
     from rlrnn.tools import storage as st
     from rlrnn.tools import tune
     from rlrnn.tools.tune_report import describe, write_report
     from rlrnn.tools.tune_setup import Setup, check_space
-    from rlrnn.tools.tune_workers import run_local
+    from rlrnn.tools.tune_workers import check_workers, run_local
 
     for name in ("trials", "workers", "max_trials", "total_timesteps", "eval_interval"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if not args.unsolved_penalty >= 1:
-        raise UsageError(f"--unsolved-penalty must be >= 1, got {args.unsolved_penalty}")
+    if not args.unsolved_penalty > 1:
+        raise UsageError(f"--unsolved-penalty must be > 1, got {args.unsolved_penalty}")
     if not args.stays_solved_weight >= 0:
         raise UsageError(f"--stays-solved-weight must be >= 0, got {args.stays_solved_weight}")
     if not 0 <= args.min_stays_solved <= 1:
@@ -137,17 +144,11 @@ def run(args: argparse.Namespace) -> int:
     )
     check_space(setup)
     name = args.study or f"{args.agent}-{args.env_id.replace('/', '_').replace(':', '_')}"
-    out = args.out or Path("reports/tune") / name
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
-    shown = st.describe(args.storage, out / "study.log")
-    # Check the storage and the study before anything is written.
-    if args.storage is not None or (out / "study.log").is_file():
-        storage = st.open_storage(args.storage, out / "study.log")
-        exists = st.check_study(storage, name, setup.attrs(), shown)
-    else:
-        exists = False
-    make_writable_dir(out, "report folder")
+    out = check_can_create(args.out or Path("reports/tune") / name, "report folder")
+    # The report folder is the user's; what rlrnn writes inside it is never reached by a link.
+    for inside in ("trials", "study.log" if args.storage is None else None):
+        if inside is not None:
+            check_no_link_below(out, out / inside, "report folder")
     max_trials = args.max_trials or args.trials * args.workers
     job = tune.Job(
         setup=setup,
@@ -160,6 +161,15 @@ def run(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         sampler_seed=args.sampler_seed,
     )
+    check_workers(job, args.workers)
+    shown = st.describe(args.storage, job.journal)
+    # Every check, the storage's and the study's too, before anything is written.
+    if args.storage is not None or job.journal.is_file():
+        storage = st.open_storage(args.storage, job.journal)
+        exists = st.check_study(storage, name, setup.attrs(), shown)
+    else:
+        exists = False
+    make_writable_dir(out, "report folder")
     if not exists:
         storage = st.open_storage(args.storage, job.journal)
         st.create_study(storage, name, setup.direction, setup.attrs(), shown, tune.fill(job))

@@ -40,18 +40,47 @@ class _HandlingStopSignals:
             signal.signal(s, handler)
 
 
+class _StopState:
+    """What :class:`StopSignals` received: nested ones share one (see there)."""
+
+    def __init__(self) -> None:
+        self.requested: signal.Signals | None = None
+        self.raised = False  # the second signal's KeyboardInterrupt was raised
+
+
 class StopSignals(_HandlingStopSignals):
     """While active, SIGINT and SIGTERM only ask the run to stop after the current update
-    (``requested`` holds the signal); a second signal stops at once (KeyboardInterrupt)."""
+    (``requested`` holds the signal); a second signal stops at once (KeyboardInterrupt), and
+    later ones are ignored while that unwinds.
+
+    Nested in another (a tuner's worker around each trial's training run), both share what was
+    received: a signal the inner one takes is seen by the outer one after the inner one ends,
+    whatever the work did with it (a trial pruned at that update still stops the worker), and a
+    signal the outer one took before stops the inner work at its first update.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.requested: signal.Signals | None = None
+        self._state = _StopState()
+
+    @property
+    def requested(self) -> signal.Signals | None:
+        return self._state.requested
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            outer = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+            if isinstance(outer, StopSignals):  # before ours is installed: nothing falls between
+                self._state = outer._state
+        return super().__enter__()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested is not None:
+        state = self._state
+        if state.requested is None:
+            state.requested = signal.Signals(signum)
+        elif not state.raised:
+            state.raised = True
             raise KeyboardInterrupt
-        self.requested = signal.Signals(signum)
 
 
 class RaiseOnSignals(_HandlingStopSignals):
