@@ -106,25 +106,61 @@ class ActorCritic(nn.Module):
     def predict(
         self,
         observation: np.ndarray | Tensor,
-        state: RecurrentState | None = None,
+        state: RecurrentState | tuple[np.ndarray | Tensor, ...] | None = None,
         episode_start: np.ndarray | Tensor | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, RecurrentState]:
-        """Stable-Baselines3's ``predict`` protocol: numpy in, numpy actions and a state out."""
+        """Stable-Baselines3's ``predict`` protocol: numpy in, numpy actions and a state out.
+
+        ``state`` is what the previous call returned, or ``(h, c)`` as numpy arrays or tensors
+        (how SB3's recurrent policies hand theirs around), each ``(layers, B, hidden)``; a
+        wrong shape is a ValueError saying which.
+        """
         device = next(self.parameters()).device
         obs = torch.as_tensor(np.asarray(observation), dtype=torch.float32, device=device)
         single = obs.ndim == 1
+        if obs.numel() % self.obs_dim != 0 or obs.numel() == 0:
+            raise ValueError(
+                f"observation of shape {tuple(obs.shape)} does not hold whole observations of"
+                f" {self.obs_dim} numbers"
+            )
         obs = obs.reshape(-1, self.obs_dim)  # (D,) or (B, D) -> (B, D)
-        if state is None:
-            state = self.initial_state(obs.shape[0], device)
+        state = self._given_state(state, obs.shape[0], device)
         if episode_start is None:
             starts = torch.zeros(obs.shape[0], device=device)
         else:
             starts = torch.as_tensor(np.asarray(episode_start), dtype=torch.float32, device=device)
+            if starts.numel() != obs.shape[0]:
+                raise ValueError(
+                    f"episode_start holds {starts.numel()} flags for {obs.shape[0]} observations"
+                )
             starts = starts.reshape(obs.shape[0])
         actions, state = self.act(obs, state, starts, deterministic)
         actions = actions.cpu().numpy()
         return (actions[0] if single else actions), state
+
+    def _given_state(self, state: object, batch: int, device: torch.device) -> RecurrentState:
+        """``predict``'s ``state`` as a :class:`RecurrentState` on ``device`` (None: a fresh
+        one), checked against the shapes this policy keeps for ``batch`` environments."""
+        fresh = self.initial_state(batch, device)
+        if state is None:
+            return fresh
+        if not isinstance(state, tuple | list) or len(state) != 2:
+            raise ValueError(
+                "state must be what predict returned, or (h, c): two arrays of shape"
+                f" {tuple(fresh.h.shape)}, got {type(state).__name__}"
+            )
+        parts = []
+        for name, given, want in zip("hc", state, fresh, strict=True):
+            part = given if isinstance(given, Tensor) else torch.as_tensor(np.asarray(given))
+            if tuple(part.shape) != tuple(want.shape):
+                raise ValueError(
+                    f"state {name} has shape {tuple(part.shape)}; this policy keeps"
+                    f" {tuple(want.shape)} (layers, environments, hidden) for {batch}"
+                    " observations"
+                )
+            parts.append(part.to(device=device, dtype=want.dtype))
+        return RecurrentState(*parts)
 
 
 def sample_categorical(logits: Tensor) -> Tensor:

@@ -42,6 +42,7 @@ class GymnasiumBatchedEnv:
         max_episode_steps: int | None = None,
     ) -> None:
         probe = _make_checked(env_id)
+        self.env_id = env_id
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.observation_space = probe.observation_space
@@ -60,7 +61,10 @@ class GymnasiumBatchedEnv:
         )
 
     def _tensor(self, array: np.ndarray) -> Tensor:
-        encoded = obs_spaces.encode(self.observation_space, array)  # (N, obs_dim)
+        try:
+            encoded = obs_spaces.encode(self.observation_space, array)  # (N, obs_dim)
+        except obs_spaces.ObservationError as e:  # the env broke its own contract: blame it
+            raise EnvError(f"env {self.env_id!r} {e}") from None
         return torch.as_tensor(encoded, dtype=torch.float32, device=self.device)
 
     def reset(self, seed: int = 0) -> Tensor:

@@ -14,6 +14,11 @@ from gymnasium import spaces
 SUPPORTED = "Box, Discrete or MultiDiscrete"
 
 
+class ObservationError(ValueError):
+    """An env handed out an observation outside its own observation space (the env's fault;
+    the message is one line, for the caller to prefix with the env's id)."""
+
+
 def space_problem(space: spaces.Space) -> str | None:
     """Why rlrnn cannot encode ``space`` (one line), or None if it can."""
     if isinstance(space, spaces.Box | spaces.Discrete | spaces.MultiDiscrete):
@@ -43,7 +48,17 @@ def encode(space: spaces.Space, obs: np.ndarray) -> np.ndarray:
         sizes, starts = np.array([space.n]), np.array([space.start])
     else:
         sizes, starts = space.nvec.ravel(), space.start.ravel()
-    index = np.asarray(obs, dtype=np.int64).reshape(n, -1) - starts  # (N, *shape) -> (N, K)
+    values = np.asarray(obs).reshape(n, -1)  # (N, *shape) -> (N, K)
+    with np.errstate(invalid="ignore"):  # NaN and inf are refused below, not cast
+        whole = np.isfinite(values) & (np.floor(values) == values)
+        index = np.where(whole, values, starts).astype(np.int64) - starts
+    outside = ~whole | (index < 0) | (index >= sizes)
+    if outside.any():  # its one-hot would set another column, or none
+        bad = values[np.argwhere(outside)[0][0]].tolist()
+        raise ObservationError(
+            f"returned the observation {bad[0] if isinstance(space, spaces.Discrete) else bad},"
+            f" outside its observation space {space}: the env is at fault"
+        )
     offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))  # (K,) first column of each one-hot
     out = np.zeros((n, int(sizes.sum())), dtype=np.float32)
     np.put_along_axis(out, index + offsets, 1.0, axis=1)

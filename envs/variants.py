@@ -66,6 +66,13 @@ _PARAMETRIZED = re.compile(
 )
 
 
+# A well-formed id of each parametrized family, for the messages.
+_EXAMPLES = {
+    "Noisy": "NoisyPositionOnlyCartPole-sigma0.15-v1",
+    "Flickering": "FlickeringPositionOnlyCartPole-p0.3-v1",
+}
+
+
 class VariantError(ValueError):
     """A variant id or parameter that cannot be used (the message is one line)."""
 
@@ -92,17 +99,22 @@ def variant_params(env_id: str) -> VariantParams | None:
         return None
     family, key, text = match.group("family", "key", "value")
     expected = "sigma" if family == "Noisy" else "p"
+    example = f"(e.g. {_EXAMPLES[family]})"
     if key != expected:
-        raise VariantError(f"env id {env_id!r}: a {family.lower()} cart-pole takes {expected}")
+        raise VariantError(
+            f"env id {env_id!r}: a {family.lower()} cart-pole takes {expected} {example}"
+        )
     try:
         value = float(text)
     except ValueError:
-        raise VariantError(f"env id {env_id!r}: {key} must be a number, got {text!r}") from None
+        raise VariantError(
+            f"env id {env_id!r}: {key} must be a number, got {text!r} {example}"
+        ) from None
     sigma, flicker = (value, 0.0) if key == "sigma" else (0.0, value)
     try:
         check_params(sigma, flicker)
     except VariantError as e:
-        raise VariantError(f"env id {env_id!r}: {e}") from None
+        raise VariantError(f"env id {env_id!r}: {e} {example}") from None
     return VariantParams(sigma, flicker, last_action)
 
 

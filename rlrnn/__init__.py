@@ -18,6 +18,12 @@ The Python API, as the README's example uses it::
     summary = train(RunConfig(ppo=PPOConfig(total_timesteps=20_000)), "runs/example")
     agent, config = load_agent("runs/example", "final")
     print(evaluate(agent, config.env_id, episodes=10).mean)
+
+Each of them checks what it is given as the command line checks its options: a wrong value or
+type (``episodes=0``, ``hidden_size=32.5``, an agent's name where a config goes, a size that
+cannot fit in memory) is a :class:`rlrnn.errors.UsageError`, an env rlrnn cannot use an
+:class:`envs.EnvError`, raised before anything is written; ``train`` trains into a folder that
+holds a run only to resume it (``resume=True``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from rlrnn.core.config import (
     check_seed,
     show_value,
 )
+from rlrnn.core.hyperparams import config_from_file_data
 from rlrnn.errors import EXIT_USAGE, UsageError
 
 
@@ -105,20 +106,40 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     return dataclasses.replace(base, agent=agent, ppo=ppo, **sections[None])
 
 
+# A config file is a few kilobytes; more is not a config (and would be read into memory).
+CONFIG_FILE_LIMIT = 1_000_000  # bytes
+
+
 def load_config_file(path: Path) -> RunConfig:
     """The config in ``path``: a run's ``config.json``, or a tuned file (``rlrnn tune``'s
-    ``best.json``: the same with a ``"tuned"`` entry saying where it came from)."""
+    ``best.json``: the same with a ``"tuned"`` entry saying where it came from), or a partial
+    config applied on top of its agent's defaults
+    (:func:`rlrnn.core.hyperparams.config_from_file_data`). ``path`` may be a pipe
+    (``/dev/stdin``)."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--config {path}: no such file")
     try:
-        data = json.loads(path.read_text())
+        with open(path, "rb") as f:  # not is_file(): /dev/stdin and <(...) are pipes
+            raw = f.read(CONFIG_FILE_LIMIT + 1)
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"--config {path}: is a folder, not a config file") from None
+    except OSError as e:
+        raise UsageError(f"--config {path}: cannot read it: {e.strerror}") from None
+    if len(raw) > CONFIG_FILE_LIMIT:
+        raise UsageError(
+            f"--config {path}: more than {CONFIG_FILE_LIMIT:,} bytes, too large for a config file"
+        )
+    try:
+        data = json.loads(raw.decode())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UsageError(f"--config {path}: not a JSON file") from None
+    except RecursionError:  # deeply nested arrays or objects
+        raise UsageError(f"--config {path}: damaged (JSON nested too deeply)") from None
     if not isinstance(data, dict):
         raise UsageError(f"--config {path}: not a config (a JSON object of config.json's form)")
     data.pop("tuned", None)
     try:
-        return RunConfig.from_dict(data)
+        return config_from_file_data(data)
     except UsageError as e:
         raise UsageError(f"--config {path}: {e}") from None

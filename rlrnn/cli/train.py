@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from rlrnn.cli.options import (
     config_from_args,
     load_config_file,
 )
+from rlrnn.core.config import shell_path
 from rlrnn.errors import UsageError, WriteFailed
 
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             config, run_dir, show_progress=not args.quiet, resume=args.resume is not None
         )
     except WriteFailed as e:
-        resume = f" python train.py --resume {shlex.quote(str(run_dir))}"
+        resume = f" python train.py --resume {shell_path(run_dir)}"
         then = f"; free some space, then resume:{resume}" if (run_dir / LAST).is_file() else ""
         raise WriteFailed(f"{e}; {run_dir} keeps the files written before{then}") from None
     if not args.quiet:
@@ -121,7 +121,7 @@ def describe(s: dict, run_dir: Path) -> str:
         f"Final evaluation: {s['final_eval_mean']:.1f} +/- {s['final_eval_std']:.1f}"
         f" (best {s['best_eval_mean']:.1f}).",
         f"Saved to {run_dir}/ (learning_curve.png, summary.json, tb/ for TensorBoard).",
-        f"Evaluate it: python evaluate.py {shlex.quote(str(run_dir))} --episodes 100"
+        f"Evaluate it: python evaluate.py {shell_path(run_dir)} --episodes 100"
         "  (best.pt; --checkpoint final)",
     ]
     return "\n".join(lines)

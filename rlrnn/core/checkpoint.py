@@ -106,7 +106,7 @@ def checkpoint_config(payload: dict[str, Any], path: Path) -> RunConfig:
         return RunConfig.from_dict(json.loads(payload["config"]))
     except UsageError as e:
         raise UsageError(f"checkpoint {path} holds a config rlrnn cannot use: {e}") from None
-    except (KeyError, TypeError, ValueError):  # no config, or not JSON
+    except (KeyError, TypeError, ValueError, RecursionError):  # no config, not JSON, too deep
         raise UsageError(
             f"checkpoint {path} is damaged: its config is missing or not JSON"
         ) from None

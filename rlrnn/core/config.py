@@ -6,15 +6,22 @@ Defaults are tuned for the position-only cart-pole (see the README's benchmark s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import numbers
+import os
+import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, get_type_hints
 
+import numpy as np
 import torch
 
 from agents import AGENTS, BACKENDS
 from agents.registry import ACTIVATIONS, LSTM_AGENTS
+from envs.variants import VariantError, variant_params
 from rlrnn.errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -39,12 +46,56 @@ def _require(condition: bool, message: str) -> None:
 
 
 SEED_MAX = 2**32 - 1  # numpy's legacy seeds; the tensor cart-pole hashes 32 bits of a seed
+# More threads than any machine has cores; far more (100,000) crash OpenMP with no message.
+MAX_TORCH_THREADS = 1024
 
 
 def check_seed(value: int, name: str = "seed") -> int:
     """``value`` if it is a usable seed (0 to 2**32 - 1), else a UsageError."""
+    check_argument(value, int, name)
     _require(0 <= value <= SEED_MAX, f"{name} must be in [0, 2**32 - 1], got {value}")
     return value
+
+
+def check_argument(value: Any, kind: Any, name: str) -> Any:
+    """``value`` if it holds a ``kind`` as a config field would (an int that is not a bool, a
+    finite float, ...), else a UsageError naming ``name``: the Python API checks what it is
+    given as the command line's parser does."""
+    want = _type_problem(kind, value)
+    _require(want is None, f"{name} must be {want}, got {_shown(value)}")
+    return value
+
+
+def check_device(device: Any, name: str = "device") -> torch.device:
+    """The torch device ``device`` names (a ``torch.device``, ``"cpu"``, ``"cuda:0"``,
+    ``"auto"``), usable on this machine; else a UsageError."""
+    if isinstance(device, str) and device == "auto":
+        return resolve_device("auto")
+    _require(
+        isinstance(device, str | torch.device),
+        f"{name} must be a torch device or its name, got {_shown(device)}",
+    )
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown {name} {device!r}; use cpu or cuda") from None
+    _require(parsed.type in ("cpu", "cuda"), f"unknown {name} {device!r}; use cpu or cuda")
+    return resolve_device(parsed.type) if parsed.index is None else _cuda_here(parsed)
+
+
+def _cuda_here(device: torch.device) -> torch.device:
+    _require(
+        torch.cuda.is_available() and device.index < torch.cuda.device_count(),
+        f"device {str(device)!r} asked for, but this machine has no such CUDA device",
+    )
+    return device
+
+
+def shell_path(path: Path | str) -> str:
+    """``path`` as a command line a user can paste takes it: quoted, and a relative path that
+    starts with ``-`` as ``./-name`` (else it reads as an option)."""
+    text = os.fspath(path)
+    return shlex.quote("./" + text if text.startswith("-") else text)
 
 
 @dataclass(frozen=True)
@@ -67,6 +118,7 @@ class AgentConfig:
     frame_stack: int = option(4, "observations the framestack agent sees (k)")
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         _require(
             self.agent in AGENT_NAMES,
             f"unknown agent {self.agent!r}; choose from {', '.join(AGENT_NAMES)}",
@@ -129,6 +181,7 @@ class PPOConfig:
     adam_beta2: float = option(0.999, "Adam's second-moment decay")
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         for name in (
             "total_timesteps",
             "num_envs",
@@ -179,6 +232,33 @@ class PPOConfig:
 # PPO options added after configs were first saved, with the value that reproduces a run saved
 # without them: resuming or re-using an older run keeps the behaviour it was trained with.
 PPO_ADDED_LATER: dict[str, Any] = {"solved_lr_scale": 1.0}
+# The fields every config.json has held since the first rlrnn that saved one (section -> names):
+# a file with all of them is a whole saved config, of this version or an older one; a file
+# without them is a partial config (see rlrnn.core.hyperparams.config_from_file_data).
+SAVED_FROM_THE_START: dict[str, tuple[str, ...]] = {
+    "": ("env_id", "seed", "device", "torch_threads", "eval_interval", "eval_episodes"),
+    "agent": (
+        *("agent", "hidden_size", "num_layers", "backend", "shared_core"),
+        *("pi_hidden", "vf_hidden", "activation", "normalize_obs"),
+    ),
+    "ppo": (
+        *("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"),
+        *("learning_rate", "anneal_lr", "gamma", "gae_lambda", "clip_coef", "anneal_clip"),
+        *("ent_coef", "vf_coef", "max_grad_norm", "norm_adv", "normalize_reward"),
+    ),
+}
+
+
+def is_saved_config(data: Any) -> bool:
+    """Whether ``data`` is a whole config as some version of rlrnn saved it (config.json, a
+    checkpoint's config), not a partial one a user wrote."""
+    if not isinstance(data, dict):
+        return False
+    for section, names in SAVED_FROM_THE_START.items():
+        part = data.get(section) if section else data
+        if not isinstance(part, dict) or not all(name in part for name in names):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -213,10 +293,13 @@ class RunConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def __post_init__(self) -> None:
-        for prefix, section in (("", self), ("agent.", self.agent), ("ppo.", self.ppo)):
-            _check_types(type(section), dataclasses.asdict(section), prefix)
+        _check_fields(self)
         check_seed(self.seed)
-        _require(self.torch_threads >= 1, f"torch_threads must be >= 1, got {self.torch_threads}")
+        _require(
+            1 <= self.torch_threads <= MAX_TORCH_THREADS,
+            f"torch_threads must be in [1, {MAX_TORCH_THREADS}], got {self.torch_threads}"
+            f" (this machine has {os.cpu_count() or 1} CPU cores)",
+        )
         _require(self.eval_interval >= 0, f"eval_interval must be >= 0, got {self.eval_interval}")
         _require(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
         _require(
@@ -228,6 +311,10 @@ class RunConfig:
             not (self.compile and self.agent.agent in SB3_AGENTS),
             f"--compile is for rlrnn's agents, not {self.agent.agent}",
         )
+        try:  # a partially observed cart-pole's id names its parameters: check them now
+            variant_params(self.env_id)
+        except VariantError as e:
+            raise UsageError(str(e)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -237,14 +324,17 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        """Rebuild a config from ``to_dict`` output; unknown or mistyped keys are a UsageError,
-        and a PPO option missing from an older config takes :data:`PPO_ADDED_LATER`'s value."""
+        """Rebuild a config from ``to_dict`` output; unknown or mistyped keys are a UsageError.
+        A field missing takes its default here, except in a whole config saved by an older
+        version (:func:`is_saved_config`), where a PPO option added since takes
+        :data:`PPO_ADDED_LATER`'s value. A partial config a user wrote starts from its agent's
+        defaults instead: :func:`rlrnn.core.hyperparams.config_from_file_data`."""
         if not isinstance(data, dict):
             raise UsageError("config is not a JSON object")
         try:
             agent = AgentConfig(**_tuples(AgentConfig, data.get("agent", {}), "agent."))
             ppo_data = data.get("ppo", {})
-            if isinstance(ppo_data, dict):
+            if is_saved_config(data):
                 ppo_data = PPO_ADDED_LATER | ppo_data
             ppo = PPOConfig(**_tuples(PPOConfig, ppo_data, "ppo."))
             top = {k: v for k, v in data.items() if k not in ("agent", "ppo")}
@@ -254,35 +344,76 @@ class RunConfig:
             raise UsageError(f"config does not match this version of rlrnn: {e}") from None
 
 
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool | np.bool_)
+
+
+def _is_int(value: Any) -> bool:
+    """An integer (numpy's too), not a bool."""
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
+
+
 def _type_problem(kind: Any, value: Any) -> str | None:
     """What is wrong with ``value`` as a field of type ``kind`` (None: nothing)."""
-
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
     if kind is bool:
-        return None if isinstance(value, bool) else "true or false"
+        return None if _is_bool(value) else "true or false"
     if kind is int:
-        return None if is_int(value) else "an integer"
+        return None if _is_int(value) else "an integer"
     if kind is float:
-        number = is_int(value) or isinstance(value, float)
+        number = _is_int(value) or (isinstance(value, numbers.Real) and not _is_bool(value))
         return None if number and math.isfinite(value) else "a finite number"
     if kind is str:
         return None if isinstance(value, str) else "a string"
     if kind == tuple[int, ...]:
-        ok = isinstance(value, tuple | list) and all(is_int(v) for v in value)
+        ok = isinstance(value, tuple | list) and all(_is_int(v) for v in value)
         return None if ok else "a list of integers"
-    return None  # a nested section, checked on its own
+    if dataclasses.is_dataclass(kind):  # a nested section (it checked its own fields)
+        return None if isinstance(value, kind) else f"an instance of {kind.__name__}"
+    return None
+
+
+def _plain(kind: Any, value: Any) -> Any:
+    """``value`` as the builtin type of ``kind`` (numpy's numbers and lists in, JSON's out)."""
+    if kind is bool:
+        return bool(value)
+    if kind is int:
+        return int(value)
+    if kind is float:
+        return value if isinstance(value, int | float) else float(value)
+    if kind == tuple[int, ...]:
+        return tuple(int(v) for v in value)
+    return value
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
 
 
 def _check_types(cls: type, values: dict[str, Any], prefix: str) -> None:
     """Every field in ``values`` holds a value of its declared type in ``cls`` (floats finite):
     a config read from a file may hold anything, and inf passes a "> 0" check."""
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     for name, value in values.items():
         if name in hints:
             want = _type_problem(hints[name], value)
-            _require(want is None, f"{prefix}{name} must be {want}, got {value!r}")
+            _require(want is None, f"{prefix}{name} must be {want}, got {_shown(value)}")
+
+
+def _check_fields(section: Any) -> None:
+    """A config section's fields all hold their declared types (:func:`_check_types`), stored
+    as builtin values: a section is made from files, the command line and Python callers."""
+    hints = _hints(type(section))
+    values = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+    _check_types(type(section), values, "")
+    for name, value in values.items():
+        object.__setattr__(section, name, _plain(hints[name], value))  # frozen: set once here
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

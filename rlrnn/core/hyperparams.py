@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from rlrnn.core.config import RunConfig
+from rlrnn.core.config import RunConfig, is_saved_config
 from rlrnn.errors import UsageError
 
 # The previous rlrnn recipe, kept by rnn: staying solved measured no better with the new one.
@@ -75,7 +75,7 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
 
 def default_config(agent: str) -> RunConfig:
     """The tuned configuration of ``agent`` (validated like any config)."""
-    if agent not in HYPERPARAMS:
+    if not isinstance(agent, str) or agent not in HYPERPARAMS:
         raise UsageError(f"unknown agent {agent!r}; choose from {', '.join(HYPERPARAMS)}")
     entry = HYPERPARAMS[agent]
     data = RunConfig().to_dict()
@@ -83,6 +83,26 @@ def default_config(agent: str) -> RunConfig:
         data[section].update(entry.get(section, {}))
     data["agent"]["agent"] = agent
     return RunConfig.from_dict(data)
+
+
+def config_from_file_data(data: Any) -> RunConfig:
+    """The config a file holds (``--config``): a whole config as rlrnn saves it is taken as it
+    is (:meth:`RunConfig.from_dict`, which fills in what an older version did not save); a
+    partial one, such as ``{"agent": {"agent": "gru"}}``, is applied on top of its agent's
+    tuned defaults (:func:`default_config`; the ``lstm`` agent's when it names none)."""
+    if not isinstance(data, dict) or is_saved_config(data):
+        return RunConfig.from_dict(data)
+    section = data.get("agent", {})
+    agent = section.get("agent", "lstm") if isinstance(section, dict) else None
+    if not isinstance(agent, str) or agent not in HYPERPARAMS:
+        return RunConfig.from_dict(data)  # says what is wrong with the agent's section
+    merged = default_config(agent).to_dict()
+    for key, value in data.items():
+        if key in ("agent", "ppo") and isinstance(value, dict):
+            merged[key].update(value)
+        else:
+            merged[key] = value  # from_dict checks it (a section that is not an object too)
+    return RunConfig.from_dict(merged)
 
 
 def describe(agent: str) -> str:

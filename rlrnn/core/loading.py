@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from agents import ActorCritic, make_agent
-from envs.batched import EnvError
+from envs.batched import EnvError, check_env_id
 from rlrnn.core.checkpoint import (
     check_env,
     checkpoint_config,
@@ -23,7 +24,7 @@ from rlrnn.core.checkpoint import (
     env_id_from_file,
     read_checkpoint,
 )
-from rlrnn.core.config import SB3_AGENTS, RunConfig
+from rlrnn.core.config import SB3_AGENTS, RunConfig, check_argument, check_device
 from rlrnn.core.player import Policy
 from rlrnn.errors import UsageError
 
@@ -102,10 +103,15 @@ def load_checkpoint(
         agent.load_state_dict(weights)
     except (UsageError, EnvError):
         raise
+    except RecursionError:  # JSON nested too deeply
+        raise UsageError(f"checkpoint {path} is damaged: its JSON is nested too deeply") from None
     except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"checkpoint {path} does not match its agent: {first_line}") from None
     return agent.to(device), config, extra
+
+
+CHECKPOINTS = ("best", "final", "last")  # a run folder's checkpoints, by name
 
 
 def load_agent(
@@ -115,7 +121,15 @@ def load_agent(
     env_id: str | None = None,
 ) -> tuple[Policy, RunConfig]:
     """The trained policy of a run directory (its ``<which>.pt``: best, final or last) or of a
-    checkpoint file, and the run's config; ``env_id`` as in :func:`load_checkpoint`."""
+    checkpoint file, and the run's config; ``env_id`` as in :func:`load_checkpoint` (an id
+    given here is trusted, as ``--env`` is: its module may be imported)."""
+    if not isinstance(run, str | os.PathLike):
+        raise UsageError(f"run must be a path, got {type(run).__name__}")
+    if which not in CHECKPOINTS:
+        raise UsageError(f"which must be one of {', '.join(CHECKPOINTS)}, got {which!r}")
+    device = check_device(device)
+    if env_id is not None:
+        check_env_id(check_argument(env_id, str, "env_id"))
     policy, config, _ = load_checkpoint(checkpoint_path(Path(run), which), device, env_id)
     return policy, config
 

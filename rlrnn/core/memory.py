@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -45,6 +46,12 @@ def available_bytes(device: torch.device | str = "cpu") -> int | None:
 
 def gigabytes(n: float) -> str:
     return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.0f} MB"
+
+
+def limit_bytes(device: torch.device | str, available: int | None = None) -> int | None:
+    """``LIMIT`` of the memory available on ``device`` now (None where it cannot be read)."""
+    available = available_bytes(device) if available is None else available
+    return None if available is None else int(LIMIT * available)
 
 
 def check_fits(
@@ -108,19 +115,45 @@ def acting_bytes(
     )
 
 
+def _check_observation_size(
+    config: RunConfig, env_id: str, obs_dim: int, num_actions: int, device: torch.device | str
+) -> None:
+    """Refuse an env whose encoded observations alone make the agent too large, whatever the
+    other sizes: a Discrete(N) observation is a one-hot of N numbers."""
+    limit = limit_bytes(device)
+    if limit is None:
+        return
+    alone = 5 * FLOAT * parameter_count(config, obs_dim, num_actions)  # one env, one step
+    if alone > limit and 5 * FLOAT * parameter_count(config, 1, num_actions) <= limit:
+        raise UsageError(
+            f"env {env_id!r} has observations of {obs_dim:,} numbers (a Discrete or"
+            f" MultiDiscrete observation is one-hot encoded): its observation space is too large"
+            f" for rlrnn's agents ({gigabytes(alone)} of weights against a limit of"
+            f" {gigabytes(limit)}); use an env with a smaller observation space"
+        )
+
+
 def check_training_memory(config: RunConfig, device: torch.device | str) -> None:
-    """Refuse a training run whose sizes cannot fit (before its env or agent is made)."""
+    """Refuse a training run whose sizes cannot fit (before its env or agent is made): the
+    PPO iteration, and beside it the periodic evaluation of ``eval_episodes`` episodes at
+    once."""
     from envs.batched import TENSOR_CARTPOLES, env_sizes
 
     obs_dim, num_actions = env_sizes(config.env_id)
     tensor_env = config.env_id in TENSOR_CARTPOLES
-    check_fits(
-        training_bytes(config, obs_dim, num_actions, tensor_env),
-        device,
-        f"training {config.ppo.num_envs:,} envs x {config.ppo.num_steps:,} steps with"
-        f" {config.agent.agent} (hidden size {config.agent.hidden_size:,})",
-        "lower --num-envs, --num-steps or --hidden-size",
-    )
+    _check_observation_size(config, config.env_id, obs_dim, num_actions, device)
+    training = training_bytes(config, obs_dim, num_actions, tensor_env)
+    evaluating = acting_bytes(config, obs_dim, num_actions, config.eval_episodes, tensor_env)
+    if evaluating > training:
+        what = f"evaluating {config.eval_episodes:,} episodes at once (eval_episodes) in training"
+        hint = "lower --eval-episodes"
+    else:
+        what = (
+            f"training {config.ppo.num_envs:,} envs x {config.ppo.num_steps:,} steps with"
+            f" {config.agent.agent} (hidden size {config.agent.hidden_size:,})"
+        )
+        hint = "lower --num-envs, --num-steps or --hidden-size"
+    check_fits(training + evaluating, device, what, hint)
 
 
 def check_acting_memory(
@@ -130,9 +163,42 @@ def check_acting_memory(
     from envs.batched import TENSOR_CARTPOLES, env_sizes
 
     obs_dim, num_actions = env_sizes(env_id)
+    _check_observation_size(config, env_id, obs_dim, num_actions, device)
     check_fits(
         acting_bytes(config, obs_dim, num_actions, envs, env_id in TENSOR_CARTPOLES),
         device,
         f"playing {envs:,} episodes at once with {config.agent.agent}",
+        f"lower {option}",
+    )
+
+
+def check_policy_memory(
+    policy: Any, env_id: str, envs: int, device: torch.device | str, option: str
+) -> None:
+    """:func:`check_acting_memory` for a policy already in memory (``evaluate``, which the
+    Python API, the tools and training's evaluations call): :func:`acting_bytes`' estimate, with
+    the widths read from the policy (its state, its linear layers) instead of a config."""
+    from envs.batched import TENSOR_CARTPOLES
+
+    state = policy.initial_state(1, "cpu")
+    h = state[0] if isinstance(state, tuple) and state else None
+    recurrent = h.numel() if isinstance(h, torch.Tensor) else 0  # units over layers and cores
+    module = policy if isinstance(policy, torch.nn.Module) else getattr(policy, "model", None)
+    module = getattr(module, "policy", module)  # an SB3 model's network
+    heads = 0
+    if isinstance(module, torch.nn.Module):
+        for m in module.modules():
+            if isinstance(m, torch.nn.Linear):
+                heads += m.out_features
+            elif isinstance(m, torch.nn.RNNBase) and h is None:  # SB3 keeps its state itself
+                recurrent += m.hidden_size * m.num_layers
+    obs_dim = int(getattr(policy, "obs_dim", 1))
+    num_actions = int(getattr(policy, "num_actions", 1))
+    per_env = 4 * recurrent + 2 * heads + 3 * obs_dim + 2 * num_actions + 64  # floats
+    overhead = TENSOR_ENV_BYTES if env_id in TENSOR_CARTPOLES else GYM_ENV_BYTES
+    check_fits(
+        envs * (FLOAT * per_env + overhead),
+        device,
+        f"playing {envs:,} episodes at once",
         f"lower {option}",
     )

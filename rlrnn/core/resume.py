@@ -48,7 +48,7 @@ def saved_run(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
     try:
         status = json.loads(payload.get("extra", "{}"))
         steps = status.get("env_steps", 0)
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, RecursionError):
         status, steps = None, None
     if not isinstance(steps, int):
         raise UsageError(f"cannot resume from {run_dir / LAST}: its status is damaged")
@@ -111,6 +111,7 @@ def load_training_state(
             loop, evals = json.loads(trainer["loop"]), json.loads(trainer["evals"])
             problem = _log_problem(loop, evals)
     except (KeyError, ValueError, RuntimeError, TypeError, AttributeError, IndexError) as e:
+        # RuntimeError covers RecursionError: JSON nested too deeply
         problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if problem is not None:
         raise UsageError(

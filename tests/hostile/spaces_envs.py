@@ -36,3 +36,31 @@ class DictObs(MultiDiscreteObs):
 
 gym.register("MultiDiscreteObs-v0", entry_point=MultiDiscreteObs, max_episode_steps=50)
 gym.register("DictObs-v0", entry_point=DictObs, max_episode_steps=50)
+
+
+class HugeDiscreteObs(MultiDiscreteObs):
+    """Observes a Discrete(10**9): its one-hot is a billion numbers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Discrete(10**9)
+
+    def _obs(self) -> int:
+        self.cue = 0
+        return 0
+
+
+class OutOfSpaceObs(MultiDiscreteObs):
+    """Declares Discrete(3) observations and, from its second step on, returns 7."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Discrete(3)
+
+    def _obs(self) -> int:
+        self.cue = 0
+        return 7 if self.t >= 2 else 0
+
+
+gym.register("HugeDiscreteObs-v0", entry_point=HugeDiscreteObs, max_episode_steps=50)
+gym.register("OutOfSpaceObs-v0", entry_point=OutOfSpaceObs, max_episode_steps=50)
