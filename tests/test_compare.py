@@ -1,7 +1,9 @@
 """The agent zoo, the SB3 reference agents and ``rlrnn compare``, run as a user runs them."""
 
 import csv
+import inspect
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,7 +24,9 @@ from rlrnn.core.evaluation import evaluate
 from rlrnn.core.hyperparams import HYPERPARAMS, default_config
 from rlrnn.core.loading import load_checkpoint
 from rlrnn.core.sb3 import SB3Policy
-from rlrnn.tools.compare_report import bootstrap_ci, iqm
+from rlrnn.tools.compare import _cached_evaluations, evaluation_key, evaluation_settings
+from rlrnn.tools.compare_report import bootstrap_ci
+from rlrnn.tools.seed_stats import iqm
 from rlrnn.tools.stability import pooled_stays_solved, stability
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,8 +121,7 @@ def test_compare_report_matches_its_runs(report):
         finals = [statistics.mean(e["final"]) for e in evals]
         assert float(row["final_mean"]) == near(statistics.mean(finals))
         assert float(row["final_ci_low"]) <= float(row["final_mean"]) <= float(row["final_ci_high"])
-        pooled = [x for e in evals for x in e["final"]]
-        assert float(row["final_iqm"]) == near(iqm(np.array(pooled)))
+        assert float(row["final_iqm"]) == near(iqm(finals))  # over runs, not pooled episodes
         solved = sum(s["solved_at_steps"] is not None for s in summaries)
         assert int(row["solved_seeds"]) == solved
         assert int(row["parameters"]) == summaries[0]["parameters"]
@@ -154,6 +157,46 @@ def test_compare_again_reuses_runs_and_reproduces_the_numbers(report, tmp_path):
     new_run = json.loads((fresh / "runs" / "lstm-s0" / "compare_eval.json").read_text())
     assert new_run == old_run
     assert row["parameters"] == old["parameters"]
+
+
+def test_compare_evaluates_a_run_again_once_it_is_trained_further(report, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(report / "runs" / "mlp-s0", run)
+    saved = run / "compare_eval.json"
+    # Saved returns under a matching key are re-used: shown by returns no evaluation gives.
+    planted = json.loads(saved.read_text()) | {"final": [1.0] * 5}
+    saved.write_text(json.dumps(planted))
+    args = ["compare", "--runs", str(run), "--episodes", "5", "--quiet", "--out"]
+    assert main([*args, str(tmp_path / "before")]) == 0
+    assert float(read_csv(tmp_path / "before" / "results.csv")["mlp"]["final_mean"]) == 1.0
+    # The issue's case: the finished compare run resumed with more steps, then compared again.
+    resume = ["--resume", str(run), "--total-timesteps", "2048", "--quiet"]
+    resumed = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *resume],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert main([*args, str(tmp_path / "after")]) == 0
+    policy, config, _ = load_checkpoint(run / "final.pt")
+    fresh = evaluate(policy, config.env_id, 5).returns.tolist()  # the comparison's episodes
+    assert json.loads(saved.read_text())["final"] == fresh
+    row = read_csv(tmp_path / "after" / "results.csv")["mlp"]
+    assert float(row["final_mean"]) == near(statistics.mean(fresh))
+
+
+def test_saved_returns_are_keyed_on_both_checkpoints_and_every_evaluation_setting(report):
+    settings = evaluation_settings("PositionOnlyCartPole-v1", 5)
+    # Every argument of evaluate that can change a return is a setting of the key.
+    assert set(settings) == set(inspect.signature(evaluate).parameters) - {"agent", "check_every"}
+    run = report / "runs" / "lstm-s1"
+    key = evaluation_key(run, settings)
+    assert {"final_sha256", "best_sha256", "torch"} <= set(key)
+    saved = run / "compare_eval.json"
+    assert _cached_evaluations(saved, key)["key"] == key  # as the comparison saved it
+    for name in key:
+        assert _cached_evaluations(saved, key | {name: "changed"}) == {}, name
 
 
 def test_compare_adds_finished_runs_and_refuses_ones_from_another_env(report, tmp_path, capsys):

@@ -2,10 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 from processes import rlrnn
 
-from rlrnn.tools.compare_report import AgentResult
+from rlrnn.tools.compare_report import AgentResult, plot_learning_curves
 from rlrnn.tools.suites import (
     FULL_MEMORY_ENVS,
     MEMORY_AGENTS,
@@ -13,6 +15,7 @@ from rlrnn.tools.suites import (
     plan_suite,
     run_suite,
     separation,
+    summary_csv,
     summary_markdown,
 )
 
@@ -33,13 +36,13 @@ def test_plan_covers_envs_agents_and_seeds_in_distinct_folders(tmp_path):
     assert {r.config.ppo.total_timesteps for r in full} == {4096}
 
 
-def row(agent: str, mean: float, low: float, high: float) -> AgentResult:
+def row(agent: str, mean: float, low: float | None, high: float | None, seeds: int = 5):
     return AgentResult(
-        agent, 5, mean, low, high, mean, mean, 0.0, 0, None, None, None, None, 1000.0, 100
+        agent, seeds, mean, low, high, mean, mean, 0.0, 0, None, None, None, None, 1000.0, 100
     )
 
 
-def test_the_verdict_needs_the_best_recurrent_interval_above_each_frame_stack():
+def test_the_verdict_says_above_below_or_overlapping_and_which_mean_is_ahead():
     rows = {
         "mlp": row("mlp", 40, 38, 42),
         "framestack-k4": row("framestack-k4", 100, 90, 110),
@@ -47,17 +50,81 @@ def test_the_verdict_needs_the_best_recurrent_interval_above_each_frame_stack():
         "gru": row("gru", 200, 180, 220),
         "lstm": row("lstm", 160, 150, 175),
     }
+    above = {"relation": "above", "difference": 100.0}
     assert separation(rows) == {
         "best_recurrent": "gru",
-        "framestack-k4": True,
-        "framestack-k8": True,
+        "framestack-k4": above,
+        "framestack-k8": {"relation": "above", "difference": 50.0},
     }
     rows["gru"] = row("gru", 200, 165, 220)  # overlaps k8's [140, 170]
-    assert separation(rows)["framestack-k8"] is False
+    assert separation(rows)["framestack-k8"] == {"relation": "overlapping", "difference": 50.0}
     assert separation({"mlp": rows["mlp"]}) is None
     table = summary_markdown({"Env-v1": rows}, 100, "rlrnn compare --suite memory")
     assert "| gru | 200.0 [165.0, 220.0] |" in table
-    assert "- Env-v1: gru vs framestack-k4: above, framestack-k8: overlapping" in table
+    assert (
+        "- Env-v1: gru (200.0) vs framestack-k4 (100.0): above, 100.0 ahead (95% intervals"
+        " apart); vs framestack-k8 (150.0): overlapping 95% intervals, 50.0 ahead on the mean"
+    ) in table
+
+
+def test_a_recurrent_agent_behind_the_frame_stack_is_called_behind():
+    # The issue's case: gru 28.2 against framestack k=8 at 64.8 was called "overlapping".
+    rows = {
+        "framestack-k4": row("framestack-k4", 30.0, 27.0, 33.0),
+        "framestack-k8": row("framestack-k8", 64.8, 60.1, 69.0),
+        "gru": row("gru", 28.2, 26.0, 31.0),
+        "lstm": row("lstm", 25.0, 20.0, 29.0),
+    }
+    verdicts = separation(rows)
+    assert verdicts["framestack-k8"]["relation"] == "below"
+    assert verdicts["framestack-k8"]["difference"] == pytest.approx(-36.6)
+    assert verdicts["framestack-k4"]["relation"] == "overlapping"
+    table = summary_markdown({"Env-v1": rows}, 100, "test")
+    assert "vs framestack-k8 (64.8): below, 36.6 behind (95% intervals apart)" in table
+    assert "vs framestack-k4 (30.0): overlapping 95% intervals, 1.8 behind on the mean" in table
+
+
+def test_one_seed_prints_no_interval():
+    rows = {
+        "framestack-k8": row("framestack-k8", 64.8, None, None, seeds=1),
+        "gru": row("gru", 28.2, None, None, seeds=1),
+    }
+    table = summary_markdown({"Env-v1": rows}, 100, "test")
+    assert "| gru | 28.2 (1 seed, no interval) |" in table
+    assert "vs framestack-k8 (64.8): 36.6 behind on the mean (1 seed, no interval)" in table
+    assert "[28.2, 28.2]" not in table and "1 seed;" in table
+    assert summary_csv({"Env-v1": rows}).splitlines()[1:] == [
+        "Env-v1,framestack-k8,1,64.8,,",
+        "Env-v1,gru,1,28.2,,",
+    ]
+
+
+def fake_records(env_steps: list[list[int]], finals: list[float]) -> list[dict]:
+    """One seed's record per entry: its evaluations at ``env_steps`` and its final return."""
+    records = []
+    for seed, (steps, final) in enumerate(zip(env_steps, finals, strict=True)):
+        evaluations = [
+            {"env_steps": s, "train_seconds": 1.0 + s / 1000, "mean_return": final} for s in steps
+        ]
+        summary = {"evaluations": evaluations, "reward_threshold": None, "solved_at_steps": None}
+        records.append({"seed": seed, "summary": summary, "final_returns": [final]})
+    return records
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_curves_of_one_evaluation_per_run_are_drawn(tmp_path, seeds):
+    """A line through one point draws nothing: each agent's single point must show."""
+    groups = {
+        "gru": fake_records([[4096]] * seeds, [100.0] * seeds),
+        "framestack-k8": fake_records([[4096]] * seeds, [200.0 + s for s in range(seeds)]),
+    }
+    path = tmp_path / "curves.png"
+    plot_learning_curves(groups, "Env-v1", None, path)
+    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    axes = image[: int(image.shape[0] * 0.8)]  # above the legend, which shows the colours too
+    for color in ((31, 119, 180), (255, 127, 14)):  # tab10's first two: gru, framestack-k8
+        near = (np.abs(axes - color).sum(-1) < 40).sum()
+        assert near > 50, (color, near)  # a marker in each panel, not an empty axes
 
 
 @pytest.mark.slow  # ten tiny runs: about 30 s on an idle 2-core CPU

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from rlrnn.core.evaluation import evaluate
     from rlrnn.core.loading import load_checkpoint
     from rlrnn.core.memory import check_acting_memory
+    from rlrnn.core.threads import torch_threads
     from rlrnn.tools.rendering import RenderRequest
 
     if args.episodes < 1:
@@ -97,24 +98,25 @@ def run(args: argparse.Namespace) -> int:
     env_id = args.env_id or config.env_id
     check_acting_memory(config, env_id, args.episodes, device, "--episodes")
     deterministic = not args.stochastic
-    rendered = render and render.play(
-        agent,
-        env_id,
-        agent_name=config.agent.agent,
-        seed=args.seed,
-        deterministic=deterministic,
-        device=device,
-    )
-    result = evaluate(
-        agent,
-        env_id,
-        episodes=args.episodes,
-        seed=args.seed,
-        deterministic=deterministic,
-        device=device,
-        obs_noise=args.obs_noise,
-        max_episode_steps=args.max_episode_steps,
-    )
+    with torch_threads(config.torch_threads):  # as the run trained: 1 by default
+        rendered = render and render.play(
+            agent,
+            env_id,
+            agent_name=config.agent.agent,
+            seed=args.seed,
+            deterministic=deterministic,
+            device=device,
+        )
+        result = evaluate(
+            agent,
+            env_id,
+            episodes=args.episodes,
+            seed=args.seed,
+            deterministic=deterministic,
+            device=device,
+            obs_noise=args.obs_noise,
+            max_episode_steps=args.max_episode_steps,
+        )
     report = {
         "checkpoint": str(path),
         "env_id": env_id,

@@ -11,13 +11,15 @@ Random numbers come from torch's generator exactly as in eager mode (inductor's
 ``fallback_random``), so a compiled run samples what an eager one would, and its losses equal
 the eager ones to float tolerance. Compiling happens up front, in :func:`compile_hot_loop`, on
 copies (the learner's weights, env and random state are left as they were), so its time is
-measured apart from training.
+measured apart from training; it takes minutes on a CPU, so it says so first (on stderr, before
+the progress bar starts), and how long it took.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import sys
 import time
 from collections.abc import Callable
 
@@ -28,10 +30,23 @@ from envs.tensor_cartpole import TensorCartPole
 from rlrnn.core.ppo import RecurrentPPO
 from rlrnn.core.ppo_step import Rollout, act_step, minibatch_loss
 
+COMPILING = (
+    "compiling the update with torch.compile before training starts (a few minutes; nothing"
+    " else is shown meanwhile) ..."
+)
 
-def compile_hot_loop(ppo: RecurrentPPO) -> float:
+
+def to_stderr(message: str) -> None:
+    """``say`` of :func:`compile_hot_loop`: one line on stderr, at once."""
+    print(f"rlrnn: {message}", file=sys.stderr, flush=True)
+
+
+def compile_hot_loop(ppo: RecurrentPPO, say: Callable[[str], None] | None = to_stderr) -> float:
     """Swap ``ppo``'s hot-loop functions for compiled ones and compile them now; returns the
-    seconds spent compiling."""
+    seconds spent compiling. ``say`` gets a line before compiling starts and one when it is done
+    (None: silent)."""
+    say = say or (lambda message: None)
+    say(COMPILING)
     torch._inductor.config.fallback_random = True  # eager's random numbers, not inductor's
     ppo.act_fn = torch.compile(act_step)
     ppo.loss_fn = torch.compile(minibatch_loss)
@@ -39,6 +54,7 @@ def compile_hot_loop(ppo: RecurrentPPO) -> float:
     start = time.perf_counter()
     _warm_up(ppo, env_step)
     seconds = time.perf_counter() - start
+    say(f"compiled in {seconds:.0f} s; training")
     if env_step is not None:  # swapped after the warm-up, which steps a copy of the env
         ppo.env.step = functools.partial(env_step, ppo.env)  # type: ignore[method-assign]
     return seconds

@@ -11,6 +11,13 @@ linear schedules, ``normalize_obs`` / ``normalize_reward`` -> ``VecNormalize``, 
 ``vf_hidden`` -> ``net_arch``; for ``RecurrentPPO`` also ``hidden_size`` -> ``lstm_hidden_size``,
 ``num_layers`` -> ``n_lstm_layers`` and ``shared_core`` -> ``shared_lstm`` (else one LSTM each).
 
+TensorBoard: the run's ``tb/`` gets SB3's training statistics under the names rlrnn's trainer
+writes (:data:`TENSORBOARD_KEYS`: ``losses/value_loss``, ``losses/policy_loss``,
+``losses/entropy``, ``losses/approx_kl``, ``losses/clipfrac``, ``losses/explained_variance``,
+``charts/learning_rate``; ``charts/SPS``, ``charts/episodic_return`` and
+``charts/episodic_length`` computed as rlrnn computes them), at the env step of the update they
+describe, beside the evaluations' ``eval/*``, so the two kinds of run compare in one TensorBoard.
+
 Checkpoints keep only tensors (the policy's ``state_dict`` and the normalisation statistics), like
 rlrnn's own: loading rebuilds the SB3 model from the saved config and never unpickles.
 """
@@ -32,6 +39,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from torch.utils.tensorboard import SummaryWriter
 
@@ -40,6 +48,7 @@ from envs import register_variant  # importing envs registers PositionOnlyCartPo
 from rlrnn.core.checkpoint import describe_mismatch, env_signature, write_checkpoint
 from rlrnn.core.config import RunConfig, resolve_device
 from rlrnn.core.runlog import EvaluationHook, EvaluationLog, progress_bar
+from rlrnn.core.threads import torch_threads
 from rlrnn.errors import UsageError
 from rlrnn.files import atomic_write_text
 
@@ -213,9 +222,55 @@ def load_sb3_policy(
     )
 
 
+# SB3's name of a training statistic -> (rlrnn's name, factor): the same quantity as rlrnn's
+# trainer logs under that name. SB3's entropy_loss is minus the mean entropy; its value loss is the
+# whole mean squared error, rlrnn's half of it.
+TENSORBOARD_KEYS: dict[str, tuple[str, float]] = {
+    "train/value_loss": ("losses/value_loss", 0.5),
+    "train/policy_gradient_loss": ("losses/policy_loss", 1.0),
+    "train/entropy_loss": ("losses/entropy", -1.0),
+    "train/approx_kl": ("losses/approx_kl", 1.0),
+    "train/clip_fraction": ("losses/clipfrac", 1.0),
+    "train/explained_variance": ("losses/explained_variance", 1.0),
+    "train/learning_rate": ("charts/learning_rate", 1.0),
+}
+
+
+class _TensorBoardKeys(KVWriter):
+    """An SB3 logger output that writes SB3's training statistics to the run's TensorBoard
+    writer under rlrnn's names (:data:`TENSORBOARD_KEYS`); the other ``train/`` statistics
+    (``train/loss``, ``train/clip_range``) keep SB3's names. SB3's ``rollout/`` and ``time/``
+    entries are left out: :class:`_Schedule` writes rlrnn's own episode and speed charts."""
+
+    def __init__(self, writer: SummaryWriter) -> None:
+        self.writer = writer
+
+    def write(
+        self,
+        key_values: dict[str, Any],
+        key_excluded: dict[str, tuple[str, ...]],
+        step: int = 0,
+    ) -> None:
+        for key, value in key_values.items():
+            excluded = key_excluded.get(key) or ()
+            if not key.startswith("train/") or "tensorboard" in excluded:
+                continue
+            if not isinstance(value, int | float | np.number) or isinstance(value, bool):
+                continue
+            name, factor = TENSORBOARD_KEYS.get(key, (key, 1.0))
+            self.writer.add_scalar(name, factor * float(value), step)
+
+    def close(self) -> None:
+        pass  # the writer is the run's: train_sb3 closes it
+
+
 class _Schedule(BaseCallback):
     """Evaluates every ``eval_interval`` env steps (after the update that used them, as rlrnn's
-    loop does), keeps training time apart from evaluation time and moves the progress bar."""
+    loop does), keeps training time apart from evaluation time, moves the progress bar and
+    writes each update's TensorBoard scalars as rlrnn's trainer does: SB3's statistics of the
+    update (flushed from its logger once the update is done) and ``charts/SPS`` at the env step
+    the update trained on, and the mean return and length of the episodes that ended in the
+    rollout (``charts/episodic_return``, ``charts/episodic_length``)."""
 
     def __init__(
         self,
@@ -230,11 +285,23 @@ class _Schedule(BaseCallback):
         self.next_eval = config.eval_interval
         self.start = time.perf_counter()
         self.stopped = False  # the evaluation hook ended the run
+        self.episodes: list[tuple[float, float]] = []  # (return, length) ended this rollout
+        self.logged_update = 0  # the env step whose update was last logged
 
     def train_seconds(self) -> float:
         return time.perf_counter() - self.start - self.evals.seconds
 
+    def log_update(self) -> None:
+        """The scalars of the update just made (SB3 runs it between two rollouts, or last)."""
+        steps = self.num_timesteps
+        if steps == self.logged_update:  # none since the last one (or before the first)
+            return
+        self.logged_update = steps
+        self.logger.dump(steps)  # SB3 recorded the update's statistics: they go out now
+        self.evals.writer.add_scalar("charts/SPS", steps / max(self.train_seconds(), 1e-9), steps)
+
     def _on_rollout_start(self) -> None:
+        self.log_update()
         steps = self.num_timesteps
         if self.config.eval_interval and steps >= self.next_eval:
             record = self.evals.run(steps, self.train_seconds())
@@ -245,9 +312,19 @@ class _Schedule(BaseCallback):
             self.bar.set_postfix(eval=f"{self.evals.records[-1]['mean_return']:.1f}", refresh=False)
 
     def _on_rollout_end(self) -> None:
+        if self.episodes:
+            returns, lengths = zip(*self.episodes, strict=True)
+            steps, writer = self.num_timesteps, self.evals.writer
+            writer.add_scalar("charts/episodic_return", float(np.mean(returns)), steps)
+            writer.add_scalar("charts/episodic_length", float(np.mean(lengths)), steps)
+            self.episodes = []
         self.bar.update(self.config.ppo.batch_size)
 
     def _on_step(self) -> bool:
+        for info in self.locals.get("infos", ()):
+            episode = info.get("episode")  # SB3's Monitor: the episode's return and length
+            if episode is not None:
+                self.episodes.append((float(episode["r"]), float(episode["l"])))
         return not self.stopped  # False ends model.learn (after one step of the envs)
 
 
@@ -259,9 +336,18 @@ def train_sb3(
 ) -> dict[str, Any]:
     """Train an SB3 reference agent into ``run_dir``; returns the same summary as rlrnn's
     (``on_evaluation`` as in :func:`rlrnn.core.training.train`, which calls this)."""
+    with torch_threads(config.torch_threads):
+        return _train_sb3(config, run_dir, show_progress, on_evaluation)
+
+
+def _train_sb3(
+    config: RunConfig,
+    run_dir: Path,
+    show_progress: bool,
+    on_evaluation: EvaluationHook | None,
+) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
-    torch.set_num_threads(config.torch_threads)
     a, p = config.agent, config.ppo
     vec_env = _make_vec_env(config, p.num_envs)
     if a.normalize_obs or p.normalize_reward:
@@ -269,9 +355,9 @@ def train_sb3(
             vec_env, norm_obs=a.normalize_obs, norm_reward=p.normalize_reward, gamma=p.gamma
         )
     model = build_model(config, vec_env, device)
-    model.tensorboard_log = str(run_dir / "tb")
     atomic_write_text(run_dir / "config.json", config.to_json())
     writer = SummaryWriter(str(run_dir / "tb"))
+    model.set_logger(Logger(None, [_TensorBoardKeys(writer)]))  # one event file, rlrnn's names
     obs_dim = int(np.prod(vec_env.observation_space.shape))
     signature = env_signature(obs_dim, int(vec_env.action_space.n), config.env_id)
 
@@ -287,7 +373,8 @@ def train_sb3(
     wall_start = time.perf_counter()
     bar = progress_bar(config, p.total_timesteps, show_progress)
     schedule = _Schedule(config, evals, bar, on_evaluation)
-    model.learn(p.total_timesteps, callback=schedule, tb_log_name="sb3")
+    model.learn(p.total_timesteps, callback=schedule)
+    schedule.log_update()  # the last update's (SB3 logs an update at the next rollout's start)
     train_seconds = schedule.train_seconds()
     bar.close()
     if not schedule.stopped:

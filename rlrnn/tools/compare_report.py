@@ -1,8 +1,9 @@
 """The report of ``rlrnn compare``: statistics across seeds, the results table (CSV and
 Markdown), the learning curves figure and ``report.json``.
 
-Statistics across seeds: the mean with a 95% percentile-bootstrap confidence interval over seeds,
-and the interquartile mean (IQM) of all final-evaluation episodes pooled over seeds.
+Statistics across seeds: the mean with a 95% percentile-bootstrap confidence interval over seeds
+(none for one seed: a bootstrap of one value is that value), and the interquartile mean (IQM) of
+the seeds' final returns: the run is the unit, as rliable counts it (:mod:`rlrnn.tools.seed_stats`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlrnn.files import atomic_write_text, make_writable_dir, save_figure
+from rlrnn.files import atomic_write_text, check_no_link_below, make_writable_dir, save_figure
+from rlrnn.tools.seed_stats import iqm
 from rlrnn.tools.stability import pooled_stays_solved, stability
 
 
@@ -46,14 +48,6 @@ def bootstrap_ci(
         return np.nanmean(samples, axis=0), low, high
 
 
-def iqm(values: np.ndarray) -> float:
-    """Interquartile mean: the mean of the middle 50% of ``values``."""
-    values = np.sort(np.asarray(values, dtype=np.float64).ravel())
-    n = len(values)
-    cut = n // 4
-    return float(values[cut : n - cut].mean()) if n - 2 * cut > 0 else float(values.mean())
-
-
 @dataclass(frozen=True)
 class AgentResult:
     """One row of the results table."""
@@ -61,8 +55,8 @@ class AgentResult:
     agent: str
     seeds: int
     final_mean: float
-    final_ci_low: float
-    final_ci_high: float
+    final_ci_low: float | None  # None for one seed: no interval
+    final_ci_high: float | None
     final_iqm: float
     best_mean: float
     success_rate: float | None  # seeds whose best checkpoint reaches the threshold
@@ -93,9 +87,9 @@ def summarize(agent: str, records: list[dict[str, Any]]) -> AgentResult:
         agent=agent,
         seeds=len(records),
         final_mean=float(mean[0]),
-        final_ci_low=float(low[0]),
-        final_ci_high=float(high[0]),
-        final_iqm=iqm(finals),
+        final_ci_low=float(low[0]) if len(records) > 1 else None,
+        final_ci_high=float(high[0]) if len(records) > 1 else None,
+        final_iqm=iqm(finals.mean(axis=1)),  # over runs, not pooled episodes
         best_mean=float(bests.mean()),
         success_rate=None if threshold is None else float((bests.mean(1) >= threshold).mean()),
         solved_seeds=len(solved),
@@ -106,6 +100,13 @@ def summarize(agent: str, records: list[dict[str, Any]]) -> AgentResult:
         steps_per_second=statistics.median(s["steps_per_second"] for s in summaries),
         parameters=summaries[0]["parameters"],
     )
+
+
+def mean_and_interval(row: AgentResult) -> str:
+    """``mean [low, high]``, or the mean and why there is no interval (one seed)."""
+    if row.final_ci_low is None or row.final_ci_high is None:
+        return f"{row.final_mean:.1f} (1 seed, no interval)"
+    return f"{row.final_mean:.1f} [{row.final_ci_low:.1f}, {row.final_ci_high:.1f}]"
 
 
 def by_agent(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -160,20 +161,20 @@ def results_markdown(
         if threshold is None:  # nothing to solve: not applicable rather than "none"
             solved = ["–"] * len(solved)
         lines.append(
-            f"| {r.agent} | {r.seeds} | {r.final_mean:.1f} [{r.final_ci_low:.1f},"
-            f" {r.final_ci_high:.1f}] | {r.final_iqm:.1f} | {r.best_mean:.1f} | "
+            f"| {r.agent} | {r.seeds} | {mean_and_interval(r)} | {r.final_iqm:.1f}"
+            f" | {r.best_mean:.1f} | "
             + " | ".join(solved)
             + f" | {r.steps_per_second:,.0f} | {r.parameters:,} |"
         )
     lines += [
         "",
         "Final return: the final weights (final.pt), deterministic actions; the 95% CI is a"
-        " percentile bootstrap over seeds; IQM pools all episodes of all seeds. best.pt: the"
-        " weights of the best periodic evaluation. Solved in training: a periodic evaluation"
-        f" mean reached {th}; steps and seconds to solve are medians over those seeds"
-        " (seconds are training time, evaluations excluded). Stays solved: the share of"
-        " periodic evaluations after a seed's first solve that stayed solved, pooled over"
-        " seeds, and the worst of them."
+        " percentile bootstrap over seeds (one seed has none); IQM: the interquartile mean of"
+        " the seeds' final returns. best.pt: the weights of the best periodic evaluation. Solved"
+        f" in training: a periodic evaluation mean reached {th}; steps and seconds to solve are"
+        " medians over those seeds (seconds are training time, evaluations excluded). Stays"
+        " solved: the share of periodic evaluations after a seed's first solve that stayed"
+        " solved, pooled over seeds, and the worst of them."
         + (
             " –: the env has no reward threshold, so nothing to solve." if threshold is None else ""
         ),
@@ -193,6 +194,35 @@ def curves(records: list[dict[str, Any]], key: str, grid: np.ndarray) -> np.ndar
     return np.array(rows)  # (S, G)
 
 
+# Up to this many evaluations a curve marks each one (fewer points than this stay readable).
+MARKED_POINTS = 30
+
+
+def plot_curve(ax: Any, grid: np.ndarray, samples: np.ndarray, color: Any, label: str) -> None:
+    """The mean of ``samples`` ``(S, G)`` over seeds on ``grid`` with its 95% bootstrap band,
+    each point marked when there are few; a single point (one evaluation per run) as a marker
+    with the interval as its error bar, since a line through one point draws nothing."""
+    mean, low, high = bootstrap_ci(samples)
+    shown = np.isfinite(mean)
+    if len(np.unique(grid[shown])) <= 1:
+        first = np.flatnonzero(shown)[:1]
+        spread = np.stack([mean[first] - low[first], high[first] - mean[first]])  # (2, 1)
+        ax.errorbar(
+            grid[first],
+            mean[first],
+            yerr=np.maximum(spread, 0.0),
+            fmt="o",
+            color=color,
+            capsize=4,
+            markersize=6,
+            label=label,
+        )
+        return
+    marker = "o" if len(np.unique(grid[shown])) <= MARKED_POINTS else None
+    ax.plot(grid, mean, color=color, marker=marker, markersize=3.5, label=label)
+    ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
+
+
 def plot_learning_curves(
     groups: dict[str, list[dict[str, Any]]], env_id: str, threshold: float | None, path: Path
 ) -> None:
@@ -210,9 +240,8 @@ def plot_learning_curves(
             (axes[0], "env_steps", np.array(steps, dtype=np.float64)),
             (axes[1], "train_seconds", seconds),
         ):
-            mean, low, high = bootstrap_ci(curves(records, key, grid))
-            ax.plot(grid, mean, color=color, label=f"{agent} ({len(records)} seeds)")
-            ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
+            seeds = f"{len(records)} seed{'s' * (len(records) != 1)}"
+            plot_curve(ax, grid, curves(records, key, grid), color, f"{agent} ({seeds})")
     for ax, label in zip(axes, ("env steps", "training seconds (log scale)"), strict=True):
         if threshold is not None:
             ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
@@ -231,7 +260,10 @@ def plot_learning_curves(
     axes[1].set_xscale("log")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9)
-    fig.suptitle(f"{env_id}: mean over seeds, 95% bootstrap confidence band")
+    if all(len(records) == 1 for records in groups.values()):
+        fig.suptitle(f"{env_id}: one seed per agent (no confidence band)")
+    else:
+        fig.suptitle(f"{env_id}: mean over seeds, 95% bootstrap confidence band")
     fig.tight_layout(rect=(0, 0.06 * math.ceil(len(labels) / 4), 1, 1))
     save_figure(fig, path)
     plt.close(fig)
@@ -251,6 +283,7 @@ def write_report(
     groups = by_agent(records)
     rows = [summarize(agent, recs) for agent, recs in groups.items()]
     threshold = records[0]["summary"]["reward_threshold"]
+    check_no_link_below(out_dir, out_dir / "configs", "report folder")  # else writes land outside
     configs = make_writable_dir(out_dir / "configs", "report folder")
     for r in records:
         config = (Path(r["run_dir"]) / "config.json").read_text()

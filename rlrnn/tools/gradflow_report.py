@@ -15,8 +15,10 @@ from torch import nn
 from agents import Core
 from envs import make_batched_env
 from rlrnn.core.checkpoint import checkpoint_path
+from rlrnn.core.config import RunConfig
 from rlrnn.core.loading import load_actor_critic
 from rlrnn.core.memory import check_fits
+from rlrnn.core.threads import torch_threads
 from rlrnn.errors import UsageError
 from rlrnn.files import check_output_path, save_figure
 from rlrnn.tools.gradflow import (
@@ -111,10 +113,11 @@ def gradflow_runs(
     """``rlrnn gradflow``: curves for trained runs' cores and fresh ones, the clipping runs,
     a figure and a report. ``cores=None`` means rnn, gru and lstm when no run is given;
     ``env_id=None``: the runs' env, else PositionOnlyCartPole-v1; ``clip_steps=0`` skips the
-    clipping runs. The sizes are checked by the command."""
+    clipping runs. The sizes are checked by the command. It runs on the first run's
+    ``torch_threads`` (the default config's without runs, as the clipping runs train;
+    :mod:`rlrnn.core.threads`) and leaves torch's setting as it found it."""
     check_output_path(out, (".png",), "figure")
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(1)  # small nets run fastest on one thread (as training does)
+    threads = RunConfig().torch_threads
     if cores is None:
         cores = () if runs else ("rnn", "gru", "lstm")
     entries: list[tuple[str, Core, nn.Module | None]] = []
@@ -127,7 +130,8 @@ def gradflow_runs(
         if given is None and entries and config.env_id != env_id:
             raise UsageError(f"{run} was trained on {config.env_id}, not {env_id}")
         env_id = given or config.env_id
-        driver = driver or agent
+        if driver is None:
+            driver, threads = agent, config.torch_threads
         name = checkpoint_path(run, checkpoint)
         label = f"{config.agent.agent} trained ({name.parent.name or name.name})"
         entries.append((label, agent.actor_core, agent.obs_norm))
@@ -149,12 +153,13 @@ def gradflow_runs(
         f"gradient flow over {batch:,} rollouts of {steps:,} steps",
         "lower --batch or --steps",
     )
-    curves = gradient_flow(entries, env_id, steps, batch, seed, driver, device)
-    clip = []
-    if clip_steps:
-        clip = clipping_runs(
-            clip_agent, clip_norms, clip_steps, clip_seeds, env_id=env_id, device=device
-        )
+    with torch_threads(threads):
+        curves = gradient_flow(entries, env_id, steps, batch, seed, driver, device)
+        clip = []
+        if clip_steps:
+            clip = clipping_runs(
+                clip_agent, clip_norms, clip_steps, clip_seeds, env_id=env_id, device=device
+            )
     plot_gradient_flow(
         curves,
         out,

@@ -15,6 +15,7 @@ from rlrnn.core.checkpoint import checkpoint_path
 from rlrnn.core.config import RunConfig
 from rlrnn.core.loading import build_agent, load_actor_critic
 from rlrnn.core.memory import check_fits
+from rlrnn.core.threads import torch_threads
 from rlrnn.errors import UsageError
 from rlrnn.files import check_output_path, save_figure
 from rlrnn.tools.probe import (
@@ -94,12 +95,11 @@ def probe_runs(
 ) -> dict[str, Any]:
     """``rlrnn probe``: probe a run (and baselines along its trajectories), plot, report;
     ``env_id`` replaces the run's own env (a cart-pole of the same sizes). The settings are
-    :func:`rlrnn.tools.probe.run_probe`'s, checked by the command."""
+    :func:`rlrnn.tools.probe.run_probe`'s, checked by the command. It runs on the run config's
+    ``torch_threads`` (:mod:`rlrnn.core.threads`) and leaves torch's setting as it found it."""
     path = checkpoint_path(run, checkpoint)
     out = Path(out) if out is not None else path.parent / "probe.png"
     check_output_path(out, (".png",), "figure")
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(1)  # small nets run fastest on one thread (as training does)
     if env_id is not None:
         require_cartpole_state(env_id)
     given = env_id
@@ -127,17 +127,18 @@ def probe_runs(
             raise UsageError(f"{other} was trained on {other_config.env_id}, not {env_id}")
         baselines.append(other_agent)
         labels.append(f"{other_config.agent.agent} ({checkpoint_path(other, checkpoint)})")
-    results = run_probe(
-        agent,
-        env_id,
-        episodes=episodes,
-        seed=seed,
-        test_fraction=test_fraction,
-        alpha=alpha,
-        deterministic=deterministic,
-        device=device,
-        baselines=tuple(baselines),
-    )
+    with torch_threads(config.torch_threads):  # the probed run's own setting, as it trained
+        results = run_probe(
+            agent,
+            env_id,
+            episodes=episodes,
+            seed=seed,
+            test_fraction=test_fraction,
+            alpha=alpha,
+            deterministic=deterministic,
+            device=device,
+            baselines=tuple(baselines),
+        )
     short = [label.split(" (")[0] for label in labels]
     plot_probe(
         results,

@@ -6,8 +6,10 @@ memory suite trains the same agents on cart-poles whose observations are noisy o
 window keeps, over several seeds, in one command. It writes one report per env (the
 :mod:`rlrnn.tools.compare` report: curves, results table, configs) in ``<out>/<env>/`` and one
 summary of all of them in ``<out>/``: ``summary.md``, ``summary.csv`` and ``summary.json``
-(agent x env: final return, mean [95% bootstrap CI over seeds]), and for each env whether the
-best recurrent agent's interval lies above both frame stacks'.
+(agent x env: final return, mean [95% bootstrap CI over seeds], no interval for one seed), and
+for each env the verdict of the best recurrent agent against each frame stack: above or below
+(the 95% intervals apart), overlapping (and which mean is ahead), or, with one seed, only which
+mean is ahead.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from rlrnn.core.memory import check_acting_memory
 from rlrnn.errors import UsageError
-from rlrnn.files import atomic_write_text, make_writable_dir
+from rlrnn.files import atomic_write_text, check_no_link_below, make_writable_dir
 from rlrnn.tools.compare import (
     RunSpec,
     check_out_dir,
@@ -30,7 +32,7 @@ from rlrnn.tools.compare import (
     prepare_runs,
     run_all,
 )
-from rlrnn.tools.compare_report import write_report
+from rlrnn.tools.compare_report import AgentResult, mean_and_interval, write_report
 
 SUITES = ("memory",)
 # (label, agent, frame-stack k): the frame stack twice, at the usual window and at twice it.
@@ -106,6 +108,8 @@ def run_suite(
         raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
     runs = plan_suite(out_dir, seeds, full, overrides)
     check_out_dir(out_dir)
+    for env_id in {run.config.env_id for run in runs}:  # each env's report folder
+        check_no_link_below(out_dir, out_dir / env_id / "configs", "report folder")
     for run in runs:
         check_acting_memory(run.config, run.config.env_id, episodes, "cpu", "--episodes")
     prepare_runs(runs)  # nothing is written before this point
@@ -125,6 +129,7 @@ def write_suite_report(
         by_env.setdefault(run.config.env_id, []).append(record | {"agent": run.name})
     table: dict[str, dict[str, Any]] = {}
     for env_id, env_records in by_env.items():
+        check_no_link_below(out_dir, out_dir / env_id, "report folder")  # else writes land outside
         env_dir = make_writable_dir(out_dir / env_id, "report folder")
         rows = write_report(env_dir, env_records, env_id, episodes, command)
         table[env_id] = {row.agent: row for row in rows}
@@ -141,21 +146,52 @@ def write_suite_report(
     return markdown
 
 
-def separation(rows: dict[str, Any]) -> dict[str, Any] | None:
-    """The best recurrent agent (by final mean) against each frame stack: is its 95% interval
-    entirely above the frame stack's? None when the suite lacks one of them."""
+def separation(rows: dict[str, AgentResult]) -> dict[str, Any] | None:
+    """The best recurrent agent (by final mean) against each frame stack: its verdict
+    (:func:`verdict`) under the stack's name. None when the suite lacks one of them."""
     recurrent = [rows[a] for a in RECURRENT if a in rows]
     stacks = [rows[a] for a in FRAME_STACKS if a in rows]
     if not recurrent or not stacks:
         return None
     best = max(recurrent, key=lambda r: r.final_mean)
+    return {"best_recurrent": best.agent, **{s.agent: verdict(best, s) for s in stacks}}
+
+
+def verdict(agent: AgentResult, other: AgentResult) -> dict[str, Any]:
+    """``agent`` against ``other``: ``relation`` is "above" or "below" when their 95% intervals
+    lie apart, "overlapping" when they do not, "no interval" when either has one seed;
+    ``difference`` is ``agent``'s mean less ``other``'s (its sign says which is ahead)."""
+    difference = agent.final_mean - other.final_mean
+    low, high = agent.final_ci_low, agent.final_ci_high
+    other_low, other_high = other.final_ci_low, other.final_ci_high
+    if low is None or high is None or other_low is None or other_high is None:
+        relation = "no interval"
+    elif low > other_high:
+        relation = "above"
+    elif high < other_low:
+        relation = "below"
+    else:
+        relation = "overlapping"
+    return {"relation": relation, "difference": difference}
+
+
+def describe_verdict(found: dict[str, Any]) -> str:
+    """A :func:`verdict` in words, e.g. ``below, 36.6 behind (95% intervals apart)``."""
+    gap = abs(found["difference"])
+    ahead = (
+        "level with it"
+        if gap < 0.05
+        else f"{gap:.1f} {'ahead' if found['difference'] > 0 else 'behind'}"
+    )
     return {
-        "best_recurrent": best.agent,
-        **{s.agent: bool(best.final_ci_low > s.final_ci_high) for s in stacks},
-    }
+        "above": f"above, {ahead} (95% intervals apart)",
+        "below": f"below, {ahead} (95% intervals apart)",
+        "overlapping": f"overlapping 95% intervals, {ahead} on the mean",
+        "no interval": f"{ahead} on the mean (1 seed, no interval)",
+    }[found["relation"]]
 
 
-def summary_markdown(table: dict[str, dict[str, Any]], episodes: int, command: str) -> str:
+def summary_markdown(table: dict[str, dict[str, AgentResult]], episodes: int, command: str) -> str:
     envs = list(table)
     agents = list(dict.fromkeys(a for rows in table.values() for a in rows))
     lines = [
@@ -168,28 +204,35 @@ def summary_markdown(table: dict[str, dict[str, Any]], episodes: int, command: s
         cells = []
         for env_id in envs:
             r = table[env_id].get(agent)
-            cells.append(
-                "–"
-                if r is None
-                else f"{r.final_mean:.1f} [{r.final_ci_low:.1f}, {r.final_ci_high:.1f}]"
-            )
+            cells.append("–" if r is None else mean_and_interval(r))
         lines.append(f"| {agent} | " + " | ".join(cells) + " |")
-    lines += ["", "Best recurrent agent against the frame stacks (95% intervals apart?):", ""]
+    lines += [
+        "",
+        "Best recurrent agent (by final mean) against each frame stack: above or below when the"
+        " 95% intervals lie apart, else overlapping; and by how much its mean is ahead or behind:",
+        "",
+    ]
     for env_id in envs:
         s = separation(table[env_id])
         if s is not None:
-            verdicts = ", ".join(
-                f"{k}: {'above' if v else 'overlapping'}"
+            best = table[env_id][s["best_recurrent"]]
+            verdicts = "; ".join(
+                f"vs {k} ({table[env_id][k].final_mean:.1f}): {describe_verdict(v)}"
                 for k, v in s.items()
                 if k != "best_recurrent"
             )
-            lines.append(f"- {env_id}: {s['best_recurrent']} vs {verdicts}")
+            lines.append(f"- {env_id}: {best.agent} ({best.final_mean:.1f}) {verdicts}")
     seeds = next(iter(next(iter(table.values())).values())).seeds
+    interval = (
+        "the interval is a percentile bootstrap over seeds"
+        if seeds > 1
+        else "no interval: a bootstrap over one seed would only repeat its value"
+    )
     lines += [
         "",
         f"Final weights (final.pt), deterministic actions, {episodes} fresh episodes per seed,"
-        f" {seeds} seeds; the interval is a percentile bootstrap over seeds. Each env's curves"
-        " and full table are in its folder.",
+        f" {seeds} seed{'s' * (seeds != 1)}; {interval}. Each env's curves and full table are"
+        " in its folder.",
         "",
         f"Command: `{command}`",
     ]
@@ -202,8 +245,8 @@ def summary_csv(table: dict[str, dict[str, Any]]) -> str:
     writer.writerow(["env_id", "agent", "seeds", "final_mean", "final_ci_low", "final_ci_high"])
     for env_id, rows in table.items():
         for r in rows.values():
+            values = (r.final_mean, r.final_ci_low, r.final_ci_high)  # no interval: empty
             writer.writerow(
-                [env_id, r.agent, r.seeds]
-                + [round(v, 4) for v in (r.final_mean, r.final_ci_low, r.final_ci_high)]
+                [env_id, r.agent, r.seeds] + ["" if v is None else round(v, 4) for v in values]
             )
     return buffer.getvalue()
