@@ -17,7 +17,7 @@ import torch
 
 from rlrnn.core.config import PPOConfig, RunConfig
 from rlrnn.core.hyperparams import LogRange, default_config, search_space, with_values
-from rlrnn.core.rundir import RunLock
+from rlrnn.core.rundir import LOCK, RunLock, prepare_run_dir
 from rlrnn.core.training import train
 from rlrnn.tools.compare import plan_runs
 from rlrnn.tools.storage import create_study, open_storage
@@ -86,6 +86,23 @@ CASES = [
     ("rlrnn", ["compare", "--agents", "mlp", "--seeds", "1", "--out", "{tmp}/out-notes"], "rlrnn cannot tell that it made that folder (no .rlrnn-run in it)"),
     # ---- one writer per run folder (the sweep holds the lock of {tmp}/locked)
     ("train", ["--resume", "{tmp}/locked", "--total-timesteps", "4096"], f"{{tmp}}/locked is in use by process {os.getpid()} on"),
+    # ---- a run folder is data: no link in it is followed to write or delete (see linked_runs)
+    ("train", ["--resume", "{tmp}/linked-lock", "--total-timesteps", "4096"], "linked-lock/.rlrnn-lock is a symbolic link, and rlrnn follows no link inside a run folder"),
+    ("train", ["--resume", "{tmp}/linked-tb", "--total-timesteps", "4096"], "linked-tb/tb is a symbolic link"),
+    ("rlrnn", ["compare", "--agents", "mlp", "--seeds", "1", "--out", "{tmp}/out-linked-tb"], "mlp-s0/tb is a symbolic link"),
+    ("rlrnn", ["compare", "--agents", "mlp", "--seeds", "1", "--out", "{tmp}/out-linked-runs"], "out-linked-runs/runs is a symbolic link, and rlrnn follows no link inside a report folder"),
+    # ---- a run folder's name too long for the file system
+    ("train", ["--run-dir", "{tmp}/" + "a" * 300], "cannot use run directory"),
+    ("train", ["--run-name", "a" * 300], "File name too long"),
+    ("rlrnn", ["compare", "--out", "{tmp}/" + "a" * 300], "File name too long"),
+    ("evaluate", ["{tmp}/" + "a" * 300], "File name too long"),
+    ("train", ["--resume", "{tmp}/" + "a" * 300], "File name too long"),
+    ("rlrnn", ["compare", "--runs", "{tmp}/" + "a" * 300], "File name too long"),
+    ("rlrnn", ["probe", "{run}", "--out", "{tmp}/" + "a" * 300 + ".png"], "File name too long"),
+    ("evaluate", ["{run}", "--gif", "{tmp}/" + "a" * 300 + ".gif"], "File name too long"),
+    ("rlrnn", ["tune", "--out", "{tmp}/" + "a" * 300], "File name too long"),
+    ("rlrnn", ["compare", "--runs", "{tmp}/nested-summary"], "nested-summary/summary.json is damaged (JSON nested too deeply)"),
+    ("rlrnn", ["compare", "--agents", "mlp", "--seeds", "1", "--out", "{tmp}/out-linked-configs"], "out-linked-configs/configs is a symbolic link"),
     # ---- bounded memory: sizes checked against an estimate before anything is allocated
     ("train", ["--num-envs", "10000000", "--total-timesteps", "1000000000"], "more than the limit of"),
     ("train", ["--hidden-size", "3000000", "--num-envs", "8"], "lower --num-envs, --num-steps or --hidden-size"),
@@ -165,8 +182,35 @@ CASES = [
     ("rlrnn", [*SHARED, "--env", "CartPole-v1"], "base.env_id (PositionOnlyCartPole-v1 -> CartPole"),
     ("rlrnn", [*SHARED, "--objective", "final"], "objective (seconds -> final)"),
     ("rlrnn", [*SHARED[:-1], "oldspace"], "space.ppo.learning_rate"),
+    # ---- issue 22: tune's options, storages and journals, refused before anything is written
+    ("rlrnn", ["tune", "--sampler-seed", "-1", "--out", "{tmp}/o"], "argument --sampler-seed: seed must be in [0, 2**32 - 1], got -1"),
+    ("rlrnn", ["tune", "--sampler-seed", BIG], "argument --sampler-seed: seed must be in"),
+    ("rlrnn", ["tune", "--unsolved-penalty", "inf"], "argument --unsolved-penalty: not a finite number: 'inf'"),
+    ("rlrnn", ["tune", "--unsolved-penalty", "1"], "--unsolved-penalty must be > 1, got 1.0"),
+    ("rlrnn", ["tune", "--stays-solved-weight", "nan"], "argument --stays-solved-weight: not a finite number"),
+    ("rlrnn", ["tune", "--eval-episodes", "200000000"], "evaluating 200,000,000 episodes at once (eval_episodes)"),
+    ("rlrnn", ["tune", "--workers", "100000", "--out", "{tmp}/o"], "starting 100,000 worker processes needs about"),
+    ("rlrnn", ["tune", "--storage", "sqlite:///:memory:", "--workers", "2"], "is an in-memory database, which no other process"),
+    ("rlrnn", ["tune", "--storage", "sqlite://"], "is an in-memory database"),
+    ("rlrnn", ["tune", "--storage", "{tmp}/nowhere/study.log"], "folder {tmp}/nowhere does not exist"),
+    ("rlrnn", ["tune", "--storage", "journal:{tmp}/notes.txt"], "notes.txt is not an Optuna journal file"),
+    ("rlrnn", ["tune", "--storage", "journal:{tmp}/damaged.log", "--study", "shared"], "damaged.log is damaged at record 1 (not a journal record), so the study cannot be read"),
+    ("rlrnn", ["tune", "--storage", "{tmp}/cut.log", "--study", "shared", "--objective", "final"], "objective (seconds -> final)"),
+    ("rlrnn", [*SHARED[:-1], "oldscoring"], "was made by an older rlrnn that scored its trials another way"),
     ("rlrnn", ["compare", "--storage", "::nonsense"], "is not a storage URL"),
     ("rlrnn", ["compare", "--study", "x"], "give --storage too"),
+    # ---- issue 22: configs, sizes and envs checked before anything is made
+    ("train", ["--torch-threads", "100000"], "torch_threads must be in [1, 1024], got 100000"),
+    ("train", ["--config", "{tmp}/many-evals.json"], "evaluating 200,000,000 episodes at once (eval_episodes) in training needs about"),
+    ("train", ["--eval-episodes", "200000000"], "lower --eval-episodes"),
+    ("train", ["--config", "{tmp}/nested.json"], "nested.json: damaged (JSON nested too deeply)"),
+    ("train", ["--config", "{tmp}/nested-agent.json"], "damaged (JSON nested too deeply)"),
+    ("train", ["--config", "{tmp}/empty"], "empty: is a folder, not a config file"),
+    ("train", ["--config", "{tmp}/huge.json"], "too large for a config file"),
+    ("train", ["--config", "{tmp}/sigma.json"], "env id 'NoisyPositionOnlyCartPole-sigma-1-v1': the noise sigma must be a finite number >= 0, got -1.0"),
+    ("train", ["--config", "{tmp}/float-size.json"], "agent.hidden_size must be an integer, got 32.5"),
+    ("evaluate", ["{tmp}/nested-extra.pt"], "nested-extra.pt is damaged: its JSON is nested too deeply"),
+    ("train", ["--env", "spaces_envs:HugeDiscreteObs-v0"], "has observations of 1,000,000,000 numbers (a Discrete or MultiDiscrete observation is one-hot encoded): its observation space is too large"),
 ]  # fmt: skip
 
 
@@ -239,7 +283,10 @@ def sb3_weights(config: RunConfig) -> dict:
 
 def make_studies(journal: Path) -> None:
     """``shared``: the study ``rlrnn tune`` makes for the lstm's defaults; ``oldspace``: the
-    same with another learning-rate range, as an older rlrnn would have made it."""
+    same with another learning-rate range, as an older rlrnn would have made it;
+    ``oldscoring``: ``shared`` as an rlrnn that did not record its scoring made it. Beside the
+    journal: ``damaged.log``, the same with a damaged record, and ``cut.log``, with half a
+    record at its end (a process killed while writing it)."""
     base = with_values(default_config("lstm"), {"eval_interval": 2048})
     space = search_space("lstm")
     storage = open_storage(f"journal:{journal}", journal)
@@ -248,6 +295,11 @@ def make_studies(journal: Path) -> None:
         ("oldspace", Setup(base, space | {"ppo.learning_rate": LogRange(1e-5, 1e-3)})),
     ):
         create_study(storage, name, setup.direction, setup.attrs(), str(journal))
+    old = {k: v for k, v in Setup(base, space, threshold=475.0).attrs().items() if k != "scoring"}
+    create_study(storage, "oldscoring", "minimize", old, str(journal))
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.with_name("damaged.log").write_bytes(b"".join([lines[0], b"garbage\n", *lines[1:]]))
+    journal.with_name("cut.log").write_bytes(b"".join(lines) + lines[1][: len(lines[1]) // 2])
 
 
 def make_files(tmp: Path) -> tuple[Path, bool]:
@@ -261,6 +313,15 @@ def make_files(tmp: Path) -> tuple[Path, bool]:
     (tmp / "folder.pt").mkdir()
     (tmp / "notes.txt").write_text("not a checkpoint")
     (tmp / "wrong.json").write_text(json.dumps({"agent": {"colour": "blue"}}))
+    for name, data in (
+        ("many-evals.json", {"eval_episodes": 200_000_000}),
+        ("sigma.json", {"env_id": "NoisyPositionOnlyCartPole-sigma-1-v1"}),
+        ("float-size.json", {"agent": {"agent": "gru", "hidden_size": 32.5}}),
+    ):
+        (tmp / name).write_text(json.dumps(data))
+    (tmp / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp / "nested-agent.json").write_text('{"agent": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    (tmp / "huge.json").write_text(" " * 2_000_000 + "{}")
     make_studies(tmp / "study.log")
     final, last = run / "final.pt", run / "last.pt"
     (tmp / "truncated.pt").write_bytes(final.read_bytes()[:300])
@@ -301,8 +362,14 @@ def make_files(tmp: Path) -> tuple[Path, bool]:
     resave(final, tmp / "typed.pt", config_change(agent__hidden_size="abc"))
     resave(final, tmp / "negative-seed.pt", config_change(seed=-1))
     resave(final, tmp / "no-tensors.pt", lambda p: p.update(model={"weights": 1}))
+    resave(final, tmp / "nested-extra.pt", lambda p: p.update(extra="[" * 100_000 + "]" * 100_000))
 
-    for name, text in (("bad-summary", "{not json"), ("empty-summary", "{}")):
+    nested = "[" * 100_000 + "]" * 100_000
+    for name, text in (
+        ("bad-summary", "{not json"),
+        ("empty-summary", "{}"),
+        ("nested-summary", nested),
+    ):
         (copy_run(run, tmp / name) / "summary.json").write_text(text)
     for name, text in (("bad-config", "\x00garbage"), ("list-config", "[]")):
         (copy_run(run, tmp / name) / "config.json").write_text(text)
@@ -342,7 +409,28 @@ def make_files(tmp: Path) -> tuple[Path, bool]:
         folder.mkdir(parents=True)
         (folder / "config.json").write_text(spec.config.to_json())
         (folder / file).write_text(text)
+    linked_runs(tmp, run, spec.config)
     return run, read_only
+
+
+def linked_runs(tmp: Path, run: Path, config: RunConfig) -> None:
+    """Run folders whose links lead outside them: a lock linked to a user's file, ``tb/``
+    linked to a folder of someone's logs (in a finished run, and in a compare run to clear),
+    and a comparison whose ``runs/`` is a link. Whatever they point to stays unchanged."""
+    (tmp / "victim.txt").write_text("a user's file")
+    (tmp / "out-linked-configs").mkdir()  # a comparison's report configs/, linked elsewhere
+    (tmp / "out-linked-configs" / "configs").symlink_to(tmp / "empty", target_is_directory=True)
+    (copy_run(run, tmp / "linked-lock") / LOCK).symlink_to(tmp / "victim.txt")
+    logs = copy_run(run / "tb", tmp / "their-logs")
+    linked_tb = copy_run(run, tmp / "linked-tb")
+    shutil.rmtree(linked_tb / "tb")
+    (linked_tb / "tb").symlink_to(logs, target_is_directory=True)
+    stopped = prepare_run_dir(tmp / "out-linked-tb" / "runs" / "mlp-s0")
+    (stopped / "config.json").write_text(config.to_json())
+    (stopped / "tb").symlink_to(logs, target_is_directory=True)
+    (tmp / "elsewhere").mkdir()
+    (tmp / "out-linked-runs").mkdir()
+    (tmp / "out-linked-runs" / "runs").symlink_to(tmp / "elsewhere", target_is_directory=True)
 
 
 def snapshot(root: Path) -> dict[Path, tuple[int, int]]:

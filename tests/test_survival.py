@@ -133,7 +133,8 @@ def test_kill_9_at_random_moments_leaves_a_loadable_run(tmp_path):
         process.kill()  # SIGKILL: no handler runs
         process.communicate()
         assert process.returncode == -signal.SIGKILL, attempt
-        for checkpoint in run_dir.glob("*.pt"):  # every checkpoint left behind loads
+        # every checkpoint left behind loads (a killed write's hidden .tmp file is no checkpoint)
+        for checkpoint in run_dir.glob("[!.]*.pt"):
             _, config, _ = load_checkpoint(checkpoint)
             assert config.seed == 7
         for name in ("config.json", "summary.json"):
@@ -444,6 +445,24 @@ def test_divergence_caused_by_the_env_blames_the_env(tmp_path, env_id, what):
     message = str(diverged.value)
     assert f"after the env produced non-finite {what} (NaN or inf)" in message
     assert "learning rate" not in message
+
+
+def test_an_env_leaving_its_observation_space_is_one_line_naming_the_env(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).with_name("hostile"))}
+    args = ["--env", "spaces_envs:OutOfSpaceObs-v0", "--total-timesteps", "4096", "--quiet"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args, "--run-dir", str(tmp_path / "run")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.endswith(
+        "error: env 'spaces_envs:OutOfSpaceObs-v0' returned the observation 7, outside its"
+        " observation space Discrete(3): the env is at fault"
+    )
 
 
 def test_printed_commands_quote_paths_with_spaces(tmp_path, monkeypatch, capsys):

@@ -26,6 +26,7 @@ from rlrnn.errors import (
 
 # OSErrors that mean a write was refused (the disk, not rlrnn): one line, not a traceback.
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
+PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ELOOP)  # a name too long, links in a circle
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +79,10 @@ def _main(argv: list[str]) -> int:
         print(f"rlrnn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_WRITE_FAILED
     except OSError as e:
+        if e.errno in PATH_ERRNOS:  # a path the user gave that no file system takes
+            where = f" {e.filename}" if e.filename else " a path"
+            print(f"rlrnn {args.command}: error: cannot use{where}: {e.strerror}", file=sys.stderr)
+            return EXIT_USAGE
         if e.errno not in WRITE_ERRNOS:
             raise
         where = f" {e.filename}" if e.filename else ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,16 @@ from torch.utils.tensorboard import SummaryWriter
 
 from envs import make_batched_env
 from rlrnn.core.checkpoint import save_checkpoint
-from rlrnn.core.config import SB3_AGENTS, RunConfig, resolve_device
+from rlrnn.core.config import SB3_AGENTS, RunConfig, resolve_device, shell_path
 from rlrnn.core.loading import build_agent
 from rlrnn.core.ppo import RecurrentPPO
+from rlrnn.core.preflight import check_training_call
 from rlrnn.core.resume import LAST, load_training_state, save_training_state
-from rlrnn.core.rundir import RunLock, claim_run_dir, temp_files
+from rlrnn.core.rundir import temp_files, writing_run
 from rlrnn.core.runlog import EvaluationHook, EvaluationLog, progress_bar
 from rlrnn.core.safety import DivergenceGuard, StopSignals, all_finite
 from rlrnn.core.schedule import checkpoint_every, eval_every
+from rlrnn.core.threads import torch_threads
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
 from rlrnn.files import atomic_write_text
 
@@ -48,11 +49,14 @@ def train(
     resuming gives the same weights as an uninterrupted run. SIGINT / SIGTERM stop the run after
     the current update with ``last.pt`` and ``summary.json`` written (:class:`TrainingInterrupted`).
     The run holds the folder's lock throughout (:class:`rlrnn.core.rundir.RunLock`): a second writer
-    is refused. ``on_evaluation`` sees every periodic evaluation (a tuner reports it and may
-    prune the run): when it returns False the run ends there with ``"status": "stopped"``.
+    is refused, and a run refused before it wrote anything leaves no folder or marker behind
+    (:func:`rlrnn.core.rundir.writing_run`). ``on_evaluation`` sees every periodic evaluation
+    (a tuner reports it and may prune the run): when it returns False the run ends there with
+    ``"status": "stopped"``. Every argument is checked first, as the command line checks its
+    options, before any folder is made (:func:`rlrnn.core.preflight.check_training_call`).
     """
-    run_dir = claim_run_dir(Path(run_dir))
-    with RunLock(run_dir):
+    run_dir = check_training_call(config, run_dir, show_progress, resume, on_evaluation)
+    with writing_run(Path(run_dir)) as run_dir, torch_threads(config.torch_threads):
         if config.agent.agent in SB3_AGENTS:
             if resume:
                 raise UsageError(
@@ -76,11 +80,8 @@ def _train_locked(
     resume: bool,
     on_evaluation: EvaluationHook | None,
 ) -> dict[str, Any]:
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    if device.type == "cpu":
-        torch.set_num_threads(config.torch_threads)
     env = make_batched_env(config.env_id, config.ppo.num_envs, device)
     agent = build_agent(config, env.obs_dim, env.num_actions).to(device)
     ppo = RecurrentPPO(agent, env, config.ppo, config.seed)
@@ -96,7 +97,7 @@ def _train_locked(
         saved_loop, saved_evals = load_training_state(run_dir / LAST, agent, ppo)
         loop |= saved_loop
         for leftover in temp_files(run_dir):  # half-written files of a killed process
-            leftover.unlink()
+            leftover.unlink(missing_ok=True)  # a plain file (temp_files): no link is followed
     # Made after the checks above, so a refused resume leaves no new event file behind.
     writer = SummaryWriter(str(run_dir / "tb"))  # a resumed run appends a new event file
     evals = EvaluationLog(config, run_dir, agent, writer, save_best, env.reward_threshold, device)
@@ -175,7 +176,7 @@ def _train_locked(
                 raise TrainingInterrupted(
                     f"stopped by {stop.requested.name} at {step:,} env steps; saved {run_dir}/"
                     f"{LAST} and summary.json. Resume: python train.py --resume"
-                    f" {shlex.quote(str(run_dir))}",
+                    f" {shell_path(run_dir)}",
                     stop.requested.value,
                 )
             if checkpoint_steps and step >= next_checkpoint:

@@ -6,18 +6,22 @@ Ctrl-C or SIGTERM stops them all cleanly); a finished run whose config matches i
 stopped one resumed, so re-running a comparison only trains what is missing. A run folder that
 stopped before its first checkpoint is cleared of the files rlrnn wrote there, only if rlrnn's
 marker shows it made the folder, and saying so (:mod:`rlrnn.core.rundir`). Every run's final and
-best checkpoints are then evaluated on the same ``episodes`` fresh episodes, and the report
-folder gets ``learning_curves.png``, ``results.csv``, ``results.md``, ``report.json`` and
-``configs/`` (:mod:`rlrnn.tools.compare_report`).
+best checkpoints are then evaluated on the same ``episodes`` fresh episodes (kept in the run's
+``compare_eval.json`` under a key of the checkpoints' SHA-256 and every evaluation setting, so a
+run trained further, or asked other settings, is evaluated again), and the report folder gets
+``learning_curves.png``, ``results.csv``, ``results.md``, ``report.json`` and ``configs/``
+(:mod:`rlrnn.tools.compare_report`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import signal
+import stat
 import statistics
 import sys
 from dataclasses import dataclass, replace
@@ -32,17 +36,30 @@ from rlrnn.core.evaluation import evaluate
 from rlrnn.core.hyperparams import default_config
 from rlrnn.core.loading import load_checkpoint
 from rlrnn.core.resume import LAST
-from rlrnn.core.rundir import RunLock, claim_run_dir, clear_run, made_by_rlrnn, rlrnn_files
+from rlrnn.core.rundir import (
+    RunLock,
+    check_no_links,
+    clear_run,
+    made_by_rlrnn,
+    rlrnn_files,
+    writing_run,
+)
+from rlrnn.core.threads import torch_threads
 from rlrnn.core.training import train
 from rlrnn.errors import Interrupted, UsageError
 from rlrnn.files import (
     atomic_write_text,
     check_can_create,
+    check_no_link_below,
+    path_status,
     read_json,
 )
 from rlrnn.tools.workers import Stopped, run_tasks
 
 EVAL_FILE = "compare_eval.json"
+# Saved evaluations are re-used only under the same key (:func:`evaluation_key`); a change to how
+# a comparison evaluates bumps this, so older files are evaluated again.
+EVAL_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -182,7 +199,10 @@ def next_step(spec: RunSpec) -> str:
 def prepare_runs(specs: list[RunSpec]) -> None:
     """Before any training: check every existing run folder (readable files, not in use) and
     clear the runs that stopped before their first checkpoint, saying what was removed. A run
-    folder rlrnn cannot prove it made is refused before anything is removed."""
+    folder rlrnn cannot prove it made is refused before anything is removed, and so is one
+    where a link would lead a write or a removal outside it."""
+    for spec in specs:
+        check_run_folder(spec)
     steps = [next_step(spec) for spec in specs]
     for spec, step in zip(specs, steps, strict=True):
         if step == "clear" and not made_by_rlrnn(spec.run_dir):
@@ -201,15 +221,26 @@ def prepare_runs(specs: list[RunSpec]) -> None:
                 )
 
 
+def check_run_folder(spec: RunSpec) -> None:
+    """Refuse a planned run folder (``<out>/runs/<agent>-s<seed>``, see :func:`plan_runs`)
+    reached through a symbolic link inside ``<out>``, or holding one where rlrnn writes
+    (:func:`rlrnn.core.rundir.check_no_links`): training or clearing it would write or delete
+    outside the report folder."""
+    check_no_link_below(spec.run_dir.parent.parent, spec.run_dir, "report folder")
+    if spec.run_dir.is_dir():
+        check_no_links(spec.run_dir)
+
+
 def run_one(spec: RunSpec, episodes: int, train_if_needed: bool = True) -> dict[str, Any]:
     """Train ``spec`` if needed, evaluate its final and best checkpoints; returns its record.
     The run folder is locked meanwhile (a run folder of someone else's that cannot be written
-    is only read)."""
-    torch.set_num_threads(spec.config.torch_threads)
+    is only read). It runs on the run config's ``torch_threads``."""
     writable = train_if_needed or os.access(spec.run_dir, os.W_OK)
-    if train_if_needed:
-        claim_run_dir(spec.run_dir)
-    with RunLock(spec.run_dir) if writable else contextlib.nullcontext():
+    lock = RunLock(spec.run_dir) if writable else contextlib.nullcontext()
+    if train_if_needed:  # claimed; removed again if a check refuses it before training writes
+        check_run_folder(spec)
+        lock = writing_run(spec.run_dir)
+    with torch_threads(spec.config.torch_threads), lock:
         step = next_step(spec) if train_if_needed else "reuse"
         if step == "clear":  # prepare_runs cleared it; files appeared since
             raise UsageError(f"{spec.run_dir} changed while the comparison started; run it again")
@@ -217,15 +248,7 @@ def run_one(spec: RunSpec, episodes: int, train_if_needed: bool = True) -> dict[
         if trained:
             train(spec.config, spec.run_dir, show_progress=False, resume=step == "resume")
         summary = read_summary(spec.run_dir / "summary.json")
-        evals = {} if trained else _cached_evaluations(spec.run_dir / EVAL_FILE, episodes)
-        if not evals:
-            evals = {"episodes": episodes}
-            for which in ("final", "best"):
-                path = spec.run_dir / f"{which}.pt"
-                policy, _, _ = load_checkpoint(path, env_id=spec.config.env_id)
-                evals[which] = evaluate(policy, spec.config.env_id, episodes).returns.tolist()
-            if writable:
-                atomic_write_text(spec.run_dir / EVAL_FILE, json.dumps(evals))
+        evals = _evaluations(spec, episodes, writable)
     return {
         "agent": spec.config.agent.agent,
         "seed": spec.config.seed,
@@ -237,20 +260,76 @@ def run_one(spec: RunSpec, episodes: int, train_if_needed: bool = True) -> dict[
     }
 
 
-def _cached_evaluations(path: Path, episodes: int) -> dict[str, Any]:
-    """The evaluations an earlier comparison saved, if they are of ``episodes`` episodes and
-    whole ({} otherwise: they are made again)."""
+def evaluation_settings(env_id: str, episodes: int) -> dict[str, Any]:
+    """Every argument a comparison passes to :func:`rlrnn.core.evaluation.evaluate` (the same
+    fresh episodes for every run)."""
+    return {
+        "env_id": env_id,
+        "episodes": episodes,
+        "seed": 10_000,
+        "deterministic": True,
+        "device": "cpu",
+        "obs_noise": 0.0,
+        "max_episode_steps": None,
+        "max_steps": 100_000,
+    }
+
+
+def evaluation_key(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """What a run's saved evaluations depend on: the bytes of its final and best checkpoints
+    (SHA-256: the weights, the normaliser, the config they hold), every evaluation setting,
+    the evaluator's format and torch's version."""
+    return {
+        "format": EVAL_FORMAT,
+        "torch": torch.__version__,
+        **{f"{which}_sha256": _sha256(run_dir / f"{which}.pt") for which in ("final", "best")},
+        **settings,
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _evaluations(spec: RunSpec, episodes: int, writable: bool) -> dict[str, Any]:
+    """The returns of the run's final and best checkpoints on the comparison's episodes: those
+    saved in ``compare_eval.json`` if its key still matches (the same weights, the same
+    settings), else evaluated now and saved (when the folder is writable)."""
+    settings = evaluation_settings(spec.config.env_id, episodes)
+    key = evaluation_key(spec.run_dir, settings)
+    cached = _cached_evaluations(spec.run_dir / EVAL_FILE, key)
+    if cached:
+        return cached
+    evals: dict[str, Any] = {"key": key}
+    for which in ("final", "best"):
+        path = spec.run_dir / f"{which}.pt"
+        policy, _, _ = load_checkpoint(path, env_id=spec.config.env_id)
+        evals[which] = evaluate(policy, **settings).returns.tolist()
+    # Saved only if the checkpoints did not change while they were read (a folder that is only
+    # read is not locked): the key then names the weights evaluated.
+    if writable and evaluation_key(spec.run_dir, settings) == key:
+        atomic_write_text(spec.run_dir / EVAL_FILE, json.dumps(evals))
+    return evals
+
+
+def _cached_evaluations(path: Path, key: dict[str, Any]) -> dict[str, Any]:
+    """The evaluations an earlier comparison saved, if they were made with ``key`` (the same
+    checkpoints and settings) and are whole ({} otherwise: they are made again)."""
     try:
         evals = read_json(path)
     except UsageError:
         return {}
     whole = all(
         isinstance(evals.get(k), list)
-        and len(evals[k]) == episodes
+        and len(evals[k]) == key["episodes"]
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in evals[k])
         for k in ("final", "best")
     )
-    return evals if whole and evals.get("episodes") == episodes else {}
+    return evals if whole and evals.get("key") == key else {}
 
 
 def run_all(
@@ -307,8 +386,10 @@ def run_all(
 def check_out_dir(out_dir: Path) -> Path:
     """``out_dir`` if the report (and runs) can be written there; creates nothing yet."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
+    status = path_status(out_dir, "report folder")  # a name too long: one line, not a traceback
+    if status is not None and not stat.S_ISDIR(status.st_mode):
         raise UsageError(f"--out {out_dir} is a file, not a folder")
+    check_no_link_below(out_dir, out_dir / "configs", "report folder")  # the report writes there
     return check_can_create(out_dir, "report folder")
 
 
