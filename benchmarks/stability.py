@@ -152,6 +152,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write every run's record here (JSON)")
     args = parser.parse_args()
+    source = provenance()  # the code as it was when the runs started
     variants = [v.partition("=")[::2] for v in args.variant] or [("default", "")]
     jobs = [
         (name, variant_config(agent, flags, budget, seed))
@@ -181,7 +182,7 @@ def main() -> None:
     rows = table_rows(records)
     print(markdown(rows))
     if args.out:
-        report = {**provenance(), "rows": rows, "runs": records}
+        report = {**source, "rows": rows, "runs": records}
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -39,3 +39,25 @@ def test_ci_runs_the_quick_start_commands_as_written_in_a_new_environment():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert ci[-2:] == commands  # the main job, then the tests, last
     assert any(line.startswith("python3 -m venv") for line in ci)  # not the machine's packages
+
+
+def test_the_constraints_file_pins_every_dependency_within_its_range():
+    """constraints.txt (the versions the tests last passed with) satisfies pyproject's ranges."""
+    from packaging.requirements import Requirement
+
+    text = (ROOT / "constraints.txt").read_text().splitlines()
+    pins = dict(line.lower().replace("_", "-").split("==") for line in text if "==" in line)
+    project = tomllib_load(ROOT / "pyproject.toml")["project"]
+    needed = project["dependencies"] + project["optional-dependencies"]["dev"]
+    for requirement in map(Requirement, needed):
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, name
+        assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
+
+
+def tomllib_load(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: pip's vendored reader
+        from pip._vendor import tomli as tomllib
+    return tomllib.loads(path.read_text())
