@@ -165,6 +165,7 @@ def test_configs_store_plain_values_of_their_declared_types():
     assert hash(agent)  # a list would make it unhashable
     config = RunConfig(agent=agent, ppo=PPOConfig(learning_rate=np.float32(0.5), gamma=1))
     assert type(config.ppo.learning_rate) is float and config.ppo.gamma == 1
+    assert type(PPOConfig(learning_rate=np.float64(0.5)).learning_rate) is float
     assert RunConfig.from_dict(json.loads(config.to_json())) == config
 
 
@@ -209,6 +210,12 @@ def test_a_wrong_evaluate_call_is_one_typed_error(policy, kwargs, error, fragmen
 def test_evaluate_still_plays_what_it_is_given(policy):
     result = evaluate(policy, "PositionOnlyCartPole-v1", episodes=np.int64(3), obs_noise=0)
     assert len(result.returns) == 3 and (result.returns >= 1).all()
+
+
+@pytest.mark.parametrize("device", ["cpu", "cpu:0", torch.device("cpu", 0)])
+def test_evaluate_takes_each_name_of_the_cpu(policy, device):
+    result = evaluate(policy, "PositionOnlyCartPole-v1", episodes=2, device=device)
+    assert len(result.returns) == 2
 
 
 @pytest.mark.parametrize(

@@ -339,3 +339,15 @@ def test_tune_refuses_a_link_in_its_report_folder_and_writes_nothing_through_it(
     assert main(tune) == 2
     assert f"{out / name} is a symbolic link" in one_error_line(capsys)
     assert (list(victim.iterdir()) == []) if victim.is_dir() else victim.read_text() == ""
+
+
+def test_clearing_walks_a_tb_nested_thousands_deep_without_a_traceback(tmp_path):
+    run = tmp_path / "run"
+    deep = run / "tb"
+    deep.mkdir(parents=True)
+    for _ in range(1100):  # deeper than Python's recursion limit, within the path length limit
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "events.out.tfevents.1.vm.1.0").write_text("")
+    found = rlrnn_files(run)
+    assert any(p.name.startswith("events.out.tfevents") for p in found)

@@ -42,3 +42,5 @@ def test_bootstrap_interval_resamples_runs_and_gives_none_for_one_run():
     low, high = bootstrap_interval(runs, lambda r: sum(r) / len(r))
     assert low < sum(runs) / len(runs) < high <= 500  # around the mean, below the best run
     assert bootstrap_interval([7.0, 7.0, 7.0], iqm) == (7.0, 7.0)  # no spread, no width
+    # Undefined for every resample (no run solved: no stays-solved share): no interval.
+    assert bootstrap_interval([None, None], lambda r: float("nan")) is None

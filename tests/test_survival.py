@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from processes import start_training, wait_for
+from processes import children_of, start_training, still_running, wait_for, wait_for_children
 
 from rlrnn.cli import main
 from rlrnn.core.checkpoint import FORMAT_VERSION, read_checkpoint
@@ -234,30 +234,6 @@ def test_resume_refuses_a_changed_run(tmp_path, capsys):
 # ---------------------------------------------------------------- issue 9: signals, disks, envs
 
 
-def children_of(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def gone(pids: list[int], timeout: float = 20) -> list[int]:
-    """The processes of ``pids`` still alive after ``timeout`` seconds (zombies count as gone)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = []
-        for pid in pids:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state != "Z":
-                alive.append(pid)
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.1)
-
-
 def start_compare(out: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "rlrnn.cli", "compare", "--out", str(out), "--quiet", *args],
@@ -271,12 +247,7 @@ def start_compare(out: Path, *args: str) -> subprocess.Popen:
 
 def test_ctrl_c_while_compare_workers_start_is_one_line_and_leaves_no_process(tmp_path):
     compare = start_compare(tmp_path / "report", "--agents", "mlp", "lstm", "--workers", "2")
-    deadline = time.monotonic() + 120
-    workers: list[int] = []
-    while len(workers) < 2:  # the workers exist and are still importing torch
-        assert compare.poll() is None and time.monotonic() < deadline, compare.communicate()
-        workers = children_of(compare.pid)
-        time.sleep(0.01)
+    workers = wait_for_children(compare, 2)  # the workers exist and are still importing torch
     os.killpg(compare.pid, signal.SIGINT)  # what a Ctrl-C in the terminal does
     _, err = compare.communicate(timeout=180)
     assert compare.returncode == 130, err
@@ -284,7 +255,7 @@ def test_ctrl_c_while_compare_workers_start_is_one_line_and_leaves_no_process(tm
     assert len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith("rlrnn compare: stopped by SIGINT: 0 of 6 runs finished")
     assert "no report written. Resume: rlrnn compare --out" in lines[0]
-    assert gone(workers) == []
+    assert still_running(workers) == []
 
 
 def test_sigterm_to_compare_stops_its_training_workers_cleanly(tmp_path):
@@ -306,7 +277,7 @@ def test_sigterm_to_compare_stops_its_training_workers_cleanly(tmp_path):
     assert lines[0].startswith("rlrnn compare: stopped by SIGTERM: 0 of 2 runs finished (none)")
     assert "lstm s0" in lines[0] and "(rlrnn's runs keep their last.pt)" in lines[0]
     assert f"Resume: rlrnn compare --out {out} --quiet {' '.join(args)}" in lines[0]
-    assert gone(workers) == []
+    assert still_running(workers) == []
     assert not (out / "results.csv").exists()
     overrides = {"device": "cpu", "ppo.total_timesteps": 400000}
     for spec in plan_runs(["lstm"], [0, 1], "PositionOnlyCartPole-v1", out, overrides):
@@ -343,7 +314,7 @@ def test_sigterm_stops_a_recording_at_once_and_keeps_the_existing_files(tmp_path
     assert "stopped by SIGTERM while rendering" in lines[0] and "not written" in lines[0]
     assert gif.read_bytes() == b"an older GIF" and mp4.read_bytes() == b"an older MP4"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.gif", "old.mp4"]
-    assert gone(helpers) == []
+    assert still_running(helpers) == []
 
 
 @pytest.fixture

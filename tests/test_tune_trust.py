@@ -18,7 +18,7 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
-from processes import rlrnn
+from processes import rlrnn, still_running, wait_for_children
 
 from rlrnn.core.hyperparams import default_config, search_space, with_values
 from rlrnn.core.safety import StopSignals
@@ -115,30 +115,6 @@ def test_a_signal_ends_the_trial_at_its_next_evaluation(tmp_path, agent):
     assert summary["env_steps"] < 2048 + 1024  # of 16,384: at the first evaluation
 
 
-def children_of(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def alive(pids: list[int], timeout: float = 60) -> list[int]:
-    """Those of ``pids`` still running (not zombies) after up to ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        running = []
-        for pid in pids:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state != "Z":
-                running.append(pid)
-        if not running or time.monotonic() > deadline:
-            return running
-        time.sleep(0.1)
-
-
 def test_two_ctrl_c_while_workers_start_is_one_line_and_leaves_no_process(tmp_path):
     out = tmp_path / "tune"
     command = [sys.executable, "-m", "rlrnn.cli", "tune", *TINY, "--workers", "2"]
@@ -150,12 +126,7 @@ def test_two_ctrl_c_while_workers_start_is_one_line_and_leaves_no_process(tmp_pa
         cwd=ROOT,
         start_new_session=True,  # its own process group, as a shell job is
     )
-    deadline = time.monotonic() + 120
-    workers: list[int] = []
-    while len(workers) < 2:  # the workers exist and are still importing torch
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        workers = children_of(process.pid)
-        time.sleep(0.01)
+    workers = wait_for_children(process, 2)  # the workers exist and are still importing torch
     os.killpg(process.pid, signal.SIGINT)  # what a Ctrl-C in the terminal does, twice
     time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)
@@ -164,7 +135,7 @@ def test_two_ctrl_c_while_workers_start_is_one_line_and_leaves_no_process(tmp_pa
     assert err.strip().splitlines() == [
         "rlrnn tune: stopped by SIGINT; the study is consistent: run the same command to go on"
     ]
-    assert alive(workers) == []
+    assert still_running(workers, timeout=60) == []
     study = optuna.load_study(study_name=STUDY, storage=open_storage(None, out / "study.log"))
     assert not study.get_trials(states=(TrialState.RUNNING,))  # none left running
 
@@ -237,6 +208,19 @@ def test_no_record_is_appended_onto_a_cut_line(tmp_path, cut):
     assert journal.read_bytes().startswith(whole)  # the records before it kept as they were
     assert all(json.loads(line) for line in journal.read_bytes().splitlines())
     assert plain_optuna(journal, "s").user_attrs == {"before": 1, "after": 2, "later": 2}
+
+
+def test_a_record_the_disk_writes_in_parts_is_written_whole(tmp_path, monkeypatch):
+    """os.write may write less than it is given (a disk filling up): the rest follows."""
+    journal = tmp_path / "study.log"
+    storage = open_storage(str(journal), journal)
+    write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: write(fd, bytes(data[:7])))
+    optuna.create_study(study_name="s", storage=storage).set_user_attr("key", "value")
+    monkeypatch.undo()
+    lines = journal.read_bytes().splitlines(keepends=True)
+    assert len(lines) >= 2 and all(line.endswith(b"\n") and json.loads(line) for line in lines)
+    assert plain_optuna(journal, "s").user_attrs == {"key": "value"}
 
 
 def test_a_file_that_is_not_a_journal_is_refused_and_left_alone(tmp_path):

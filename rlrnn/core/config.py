@@ -80,7 +80,9 @@ def check_device(device: Any, name: str = "device") -> torch.device:
     except (RuntimeError, ValueError):
         raise UsageError(f"unknown {name} {device!r}; use cpu or cuda") from None
     _require(parsed.type in ("cpu", "cuda"), f"unknown {name} {device!r}; use cpu or cuda")
-    return resolve_device(parsed.type) if parsed.index is None else _cuda_here(parsed)
+    if parsed.type == "cpu" or parsed.index is None:  # cpu:0 is the CPU, not a CUDA device
+        return resolve_device(parsed.type)
+    return _cuda_here(parsed)
 
 
 def _cuda_here(device: torch.device) -> torch.device:
@@ -379,7 +381,7 @@ def _plain(kind: Any, value: Any) -> Any:
     if kind is int:
         return int(value)
     if kind is float:
-        return value if isinstance(value, int | float) else float(value)
+        return value if type(value) in (int, float) else float(value)  # np.float64 too
     if kind == tuple[int, ...]:
         return tuple(int(v) for v in value)
     return value

@@ -48,7 +48,7 @@ RUN_FILES = (
     "compare_eval.json",
     "probe.png",
 )
-TENSORBOARD = "tb"  # event files (``events.out.tfevents.*``), SB3's in ``tb/sb3_<n>/``
+TENSORBOARD = "tb"  # event files (``events.out.tfevents.*``); older SB3 runs: ``tb/sb3_<n>/``
 # rlrnn.files.TempOutput's names: ".<target>.<8 random characters>.tmp<suffix>"
 _TEMP = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")
 WHAT = "run folder"
@@ -63,17 +63,21 @@ def _plain_file(path: Path) -> bool:
 
 
 def _entries(folder: Path) -> Iterator[tuple[Path, os.DirEntry]]:
-    """Everything under ``folder``, parents before children, never entering a link."""
-    try:
-        with os.scandir(folder) as it:
-            entries = list(it)
-    except OSError:
-        return
-    for entry in entries:
-        path = folder / entry.name
-        yield path, entry
-        if entry.is_dir(follow_symlinks=False):
-            yield from _entries(path)
+    """Everything under ``folder``, parents before children, never entering a link. A stack,
+    not recursion: a folder nested thousands deep is walked, not a RecursionError."""
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            path = current / entry.name
+            yield path, entry
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(path)
 
 
 def check_no_links(run_dir: Path) -> None:
@@ -234,7 +238,7 @@ def rlrnn_files(run_dir: Path) -> list[Path]:
     found = [run_dir / name for name in RUN_FILES if _plain_file(run_dir / name)]
     found += temp_files(run_dir)
     tb = run_dir / TENSORBOARD
-    if not (run_dir / TENSORBOARD).is_symlink():
+    if not tb.is_symlink():
         events = [
             p
             for p, entry in _entries(tb)

@@ -31,7 +31,8 @@ def bootstrap_interval(
     """The percentile-bootstrap interval of ``statistic`` over ``runs``, resampled whole.
 
     None for fewer than two runs: one run has no spread to resample, and an interval of
-    ``[x, x]`` would claim a certainty that one seed cannot give.
+    ``[x, x]`` would claim a certainty that one seed cannot give. Resamples where ``statistic``
+    is NaN (undefined for them) are left out; None when it is NaN for all of them.
     """
     if len(runs) < 2:
         return None
@@ -39,6 +40,8 @@ def bootstrap_interval(
     picks = rng.integers(0, len(runs), size=(resamples, len(runs)))
     values = np.array([statistic([runs[i] for i in pick]) for pick in picks], dtype=np.float64)
     values = values[~np.isnan(values)]
+    if not len(values):  # e.g. a share of post-solve evaluations where no run solved
+        return None
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)

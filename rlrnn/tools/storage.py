@@ -43,7 +43,7 @@ from rlrnn.errors import UsageError, WriteFailed
 JOURNAL = "journal:"
 JOURNAL_SUFFIX = ".log"  # a plain path with it is a journal file (as rl-baselines3-zoo takes it)
 ATTR = "rlrnn"  # the study attribute that says what a study is for
-SCORING = "scoring"  # the key of ATTR's value that says how trials were scored (tune)
+SCORING_KEY = "scoring"  # the key of ATTR's value that says how trials were scored (tune)
 # Every record Optuna writes to a journal starts so (its operation code comes first; Optuna 3
 # wrote a space after the colons).
 _RECORD_START = re.compile(rb'\{\s*"op_code"\s*:')
@@ -235,7 +235,7 @@ class JournalFile(BaseJournalBackend):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
             try:
                 _drop_cut_record(fd, self.path)
-                os.write(fd, text)
+                _write_all(fd, text)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -243,6 +243,14 @@ class JournalFile(BaseJournalBackend):
             raise WriteFailed(f"cannot write {self.path}: {e.strerror or e}") from None
         finally:
             self._lock.release()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``: a write the disk cuts short (it filled up) is finished, or raises
+    (ENOSPC) on the next call, never taken for a whole record."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _drop_cut_record(fd: int, path: Path) -> None:
@@ -297,7 +305,7 @@ def check_study(storage: BaseStorage, name: str, attrs: dict[str, Any], shown: s
         raise UsageError(
             f"study {name!r} in {shown} was not made by this rlrnn command; choose another --study"
         )
-    if SCORING in attrs and saved.get(SCORING) != attrs[SCORING]:
+    if SCORING_KEY in attrs and saved.get(SCORING_KEY) != attrs[SCORING_KEY]:
         raise UsageError(
             f"study {name!r} in {shown} was made by an older rlrnn that scored its trials"
             " another way, so its scores cannot be ranked with this version's; choose another"

@@ -288,7 +288,7 @@ def write_report(study: optuna.Study, setup: Setup, out_dir: Path, storage: str)
     if varied and len(scores) > 1:
         plot_importance(study, setup, out_dir / "importance.png")
     else:
-        notes.append("importance.png needs 2 complete trials that differ in score")
+        notes.append("importance.png needs 2 complete trials that differ in parameters and score")
     if best is not None:
         atomic_write_text(out_dir / "best.json", best_config(study, setup, best, storage))
     elif setup.objective in TO_SOLVE:

@@ -110,7 +110,7 @@ class Setup:
         del base["device"], base["torch_threads"]
         return {
             "command": "tune",
-            "scoring": SCORING,
+            "scoring": SCORING,  # under rlrnn.tools.storage.SCORING_KEY: checked on joining
             "objective": self.objective,
             "unsolved_penalty": self.unsolved_penalty,
             "stays_solved_weight": self.stays_solved_weight,

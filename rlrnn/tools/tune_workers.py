@@ -23,7 +23,6 @@ import time
 from types import FrameType
 
 import optuna
-import torch
 from optuna.trial import TrialState
 from tqdm import tqdm
 
@@ -210,7 +209,6 @@ def _child(index: int) -> int:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
             job: Job = pickle.load(sys.stdin.buffer)  # written by our own parent process
-            torch.set_num_threads(job.setup.base.torch_threads)
             code, message = run_worker(job, index)
         except (UsageError, EnvError) as e:
             code, message = EXIT_USAGE, f"error: {e}"
