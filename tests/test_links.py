@@ -343,11 +343,17 @@ def test_tune_refuses_a_link_in_its_report_folder_and_writes_nothing_through_it(
 
 def test_clearing_walks_a_tb_nested_thousands_deep_without_a_traceback(tmp_path):
     run = tmp_path / "run"
-    deep = run / "tb"
-    deep.mkdir(parents=True)
+    folders = [run / "tb"]
     for _ in range(1100):  # deeper than Python's recursion limit, within the path length limit
-        deep = deep / "d"
-        deep.mkdir()
-    (deep / "events.out.tfevents.1.vm.1.0").write_text("")
-    found = rlrnn_files(run)
-    assert any(p.name.startswith("events.out.tfevents") for p in found)
+        folders.append(folders[-1] / "d")
+    run.mkdir()
+    for folder in folders:  # one at a time: makedirs recurses too
+        folder.mkdir()
+    event = folders[-1] / "events.out.tfevents.1.vm.1.0"
+    event.write_text("")
+    try:
+        assert event in rlrnn_files(run)
+    finally:  # removed here, deepest first: a recursive rmtree (pytest's) would fail on it
+        event.unlink()
+        for folder in reversed(folders):
+            folder.rmdir()
