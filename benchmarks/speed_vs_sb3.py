@@ -24,11 +24,13 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
 import checkouts
 import torch
+from provenance import provenance
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -125,6 +127,13 @@ def show(value: float, fmt: str) -> str:
     return "not solved" if math.isinf(value) else format(value, fmt)
 
 
+def checkout_commit(folder: Path) -> str:
+    """The commit a baseline checkout (a git worktree) holds."""
+    git = ["git", "rev-parse", "HEAD"]
+    result = subprocess.run(git, cwd=folder, capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -137,6 +146,7 @@ def main() -> None:
         "--baseline", type=Path, help="another rlrnn checkout to time beside this one"
     )
     args = parser.parse_args()
+    source = provenance()  # the code as it was when the runs started
     torch.set_num_threads(args.threads)
 
     here = Path(__file__).resolve().parents[1]
@@ -182,9 +192,11 @@ def main() -> None:
     print(f"machine: {machine}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        report = {"runs": rows, "speedup": ratio, "machine": machine, "seeds": args.seeds}
+        report = {**source, "machine": machine, "runs": rows, "speedup": ratio}
+        report["seeds"] = args.seeds
         if args.baseline:
             report["baseline"] = str(args.baseline)
+            report["baseline_commit"] = checkout_commit(args.baseline)
         args.out.write_text(json.dumps(report, indent=2))
 
 
