@@ -76,7 +76,9 @@ BOUNDS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("float_path", ["automatic", "default"])
-@pytest.mark.parametrize("agents", [("lstm", "gru"), ("lstm2", "framestack", "rnn")])
+@pytest.mark.parametrize(
+    "agents", [("lstm", "gru"), ("lstm2", "framestack", "rnn")], ids=["lstm-gru", "others"]
+)
 def test_memory_agents_over_seeds_0_to_19_on_two_float_paths(tmp_path, agents, float_path):
     """benchmarks/stability.py as the docs run it, in a process of its own so that
     ``ATEN_CPU_CAPABILITY`` picks torch's kernels: the final weights of 20 seeds and the share of
