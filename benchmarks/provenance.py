@@ -20,11 +20,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def commit() -> str:
-    """The checkout's commit, with ``+dirty`` when tracked files differ from it."""
+def commit(checkout: Path = ROOT) -> str:
+    """``checkout``'s commit (this one by default), with ``+dirty`` when tracked files differ
+    from it."""
 
     def git(*args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        result = subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True)
         return result.stdout.strip() if result.returncode == 0 else ""
 
     sha = git("rev-parse", "HEAD") or "unknown"

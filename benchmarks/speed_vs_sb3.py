@@ -24,13 +24,12 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import checkouts
 import torch
-from provenance import provenance
+from provenance import commit, provenance
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -127,13 +126,6 @@ def show(value: float, fmt: str) -> str:
     return "not solved" if math.isinf(value) else format(value, fmt)
 
 
-def checkout_commit(folder: Path) -> str:
-    """The commit a baseline checkout (a git worktree) holds."""
-    git = ["git", "rev-parse", "HEAD"]
-    result = subprocess.run(git, cwd=folder, capture_output=True, text=True)
-    return result.stdout.strip() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -196,7 +188,7 @@ def main() -> None:
         report["seeds"] = args.seeds
         if args.baseline:
             report["baseline"] = str(args.baseline)
-            report["baseline_commit"] = checkout_commit(args.baseline)
+            report["baseline_commit"] = commit(args.baseline)
         args.out.write_text(json.dumps(report, indent=2))
 
 
