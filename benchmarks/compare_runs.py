@@ -37,6 +37,7 @@ def run_values(run: dict[str, Any]) -> dict[str, Any]:
         "solved_at_steps": summary["solved_at_steps"],
         "solved_at_seconds": summary["solved_at_seconds"],
         "stability": held._asdict(),
+        "threshold": summary["reward_threshold"],
     }
 
 
