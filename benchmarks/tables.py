@@ -644,7 +644,7 @@ def seeds(*files: str) -> str:
                     f"{sum(f >= threshold for f in finals)}/{len(group)}",
                     f"{worst['final']:.1f} (seed {worst['seed']})",
                     stays,
-                    num(statistics.median(solved) if solved else None, ".1f")
+                    num(statistics.median(solved) if solved else None, ".2f")
                     + f" ({len(solved)}/{len(group)})",
                 ]
             )
@@ -658,7 +658,46 @@ def seeds(*files: str) -> str:
         "stays solved (evaluations)",
         "median s to solve (solved)",
     ]
+    agents = list(dict.fromkeys(row[0] for row in rows))
+    rows.sort(key=lambda row: agents.index(row[0]))  # each agent's float paths together
     return table(header, rows) + "\n\n" + source_line(sources)
+
+
+@renderer("export-latency")
+def export_latency(rel: str = "benchmarks/results/export_latency.json") -> str:
+    """benchmarks/export_latency.py: per-step latency at batch 1 and throughput at a large
+    batch of each runtime, per agent, and onnxruntime's step time over torch eager's."""
+    data = read_json(rel)
+    by_agent: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in data["rows"]:
+        by_agent.setdefault(r["agent"], {})[r["runtime"]] = r
+    batch = data["rows"][0]["throughput_batch"]
+    rows = []
+    for agent, runtimes in by_agent.items():
+        ort, script, eager = (runtimes[k] for k in ("onnxruntime", "torchscript", "eager"))
+        rows.append(
+            [
+                agent,
+                *(f"{r['batch_1_median_us']:.1f}" for r in (ort, script, eager)),
+                f"{ort['batch_1_median_us'] / eager['batch_1_median_us']:.2f}×",
+                " / ".join(f"{r['env_steps_per_second']:,}" for r in (ort, script, eager)),
+            ]
+        )
+    header = [
+        "agent",
+        "onnxruntime µs/step",
+        "TorchScript µs/step",
+        "eager µs/step",
+        "onnxruntime / eager",
+        f"env steps/s at batch {batch:,} (onnxruntime / TorchScript / eager)",
+    ]
+    load = data.get("load_average")
+    about = (
+        f"Median of {data['steps']:,} steps at batch 1, {data['threads']} thread"
+        + (f"; load average {load[0]:.1f} while it ran" if load else "")
+        + "."
+    )
+    return table(header, rows) + "\n\n" + about + "\n\n" + source_line([(rel, data)])
 
 
 # --- the README's one small table ------------------------------------------------------------
