@@ -176,6 +176,30 @@ def env_sizes(env_id: str) -> tuple[int, int]:
     return sizes
 
 
+def observation_space(env_id: str) -> gym.spaces.Space:
+    """``env_id``'s observation space as gymnasium makes the env (an :class:`EnvError` if rlrnn
+    cannot use it)."""
+    env = _make_checked(env_id)
+    space = env.observation_space
+    env.close()
+    return space
+
+
+CARTPOLE_STATE = ("cart position", "cart velocity", "pole angle", "pole angular velocity")
+
+
+def observation_entries(env_id: str) -> list[str] | None:
+    """What each number of ``env_id``'s observation is, for rlrnn's cart-poles; None for any
+    other env (its own documentation says)."""
+    if env_id in TENSOR_CARTPOLES:
+        return [CARTPOLE_STATE[i] for i in ((0, 2) if TENSOR_CARTPOLES[env_id] else range(4))]
+    if not _register_variant(env_id):
+        return None
+    params = variants.variant_params(env_id)
+    last = ["last push (-1 left, +1 right, 0 at an episode start)"] if params.last_action else []
+    return [CARTPOLE_STATE[0], CARTPOLE_STATE[2], *last]
+
+
 def make_batched_env(
     env_id: str,
     num_envs: int,

@@ -23,7 +23,8 @@ Each of them checks what it is given as the command line checks its options: a w
 type (``episodes=0``, ``hidden_size=32.5``, an agent's name where a config goes, a size that
 cannot fit in memory) is a :class:`rlrnn.errors.UsageError`, an env rlrnn cannot use an
 :class:`envs.EnvError`, raised before anything is written; ``train`` trains into a folder that
-holds a run only to resume it (``resume=True``).
+holds a run only to resume it (``resume=True``). ``export(run, out, format="all")`` writes a
+trained policy as ONNX and TorchScript files with its state (:mod:`rlrnn.core.export`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ _API = {
     "load_agent": "rlrnn.core.loading",
     "evaluate": "rlrnn.core.evaluation",
     "EvalResult": "rlrnn.core.evaluation",
+    "export": "rlrnn.core.export",
 }
 __all__ = [
     "AgentConfig",
@@ -51,6 +53,7 @@ __all__ = [
     "RunConfig",
     "default_config",
     "evaluate",
+    "export",
     "load_agent",
     "train",
 ]
@@ -58,6 +61,7 @@ __all__ = [
 if TYPE_CHECKING:
     from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
     from rlrnn.core.evaluation import EvalResult, evaluate
+    from rlrnn.core.export import export
     from rlrnn.core.hyperparams import default_config
     from rlrnn.core.loading import load_agent
     from rlrnn.core.training import train

@@ -115,7 +115,7 @@ def test_help_lists_every_config_field():
 
 
 @pytest.mark.parametrize(
-    "command", ["train", "evaluate", "compare", "tune", "agents", "probe", "gradflow"]
+    "command", ["train", "evaluate", "compare", "tune", "agents", "probe", "gradflow", "export"]
 )
 def test_help_shows_each_default_once(command, capsys):
     from rlrnn.cli import build_parser

@@ -48,7 +48,8 @@ def test_the_constraints_file_pins_every_dependency_within_its_range():
     text = (ROOT / "constraints.txt").read_text().splitlines()
     pins = dict(line.lower().replace("_", "-").split("==") for line in text if "==" in line)
     project = tomllib_load(ROOT / "pyproject.toml")["project"]
-    needed = project["dependencies"] + project["optional-dependencies"]["dev"]
+    extras = project["optional-dependencies"]
+    needed = project["dependencies"] + extras["dev"] + extras["export"]
     for requirement in map(Requirement, needed):
         name = requirement.name.lower().replace("_", "-")
         assert name in pins, name

@@ -62,6 +62,7 @@ ENTRY_POINTS = {
     "probe": ["probe", "{run}", "--episodes", "3", "--out", "{tmp}/p.png"],
     "gradflow": ["gradflow", "{run}", "--cores", "--clip-steps", "0", "--out", "{tmp}/g.png"],
     "compare --runs": ["compare", "--runs", "{run}", "--episodes", "2", "--out", "{tmp}/c"],
+    "export": ["export", "{run}", "--out", "{tmp}/e"],
 }
 
 

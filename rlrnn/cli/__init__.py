@@ -1,6 +1,7 @@
-"""The ``rlrnn`` command: ``train``, ``evaluate``, ``compare``, ``tune``, ``agents``, ``probe`` and
-``gradflow``, one module each in this package. A command parses its options, checks them once
-and calls the library (:mod:`rlrnn.core`, :mod:`rlrnn.tools`) with keyword arguments.
+"""The ``rlrnn`` command: ``train``, ``evaluate``, ``compare``, ``tune``, ``agents``, ``probe``,
+``gradflow`` and ``export``, one module each in this package. A command parses its options,
+checks them once and calls the library (:mod:`rlrnn.core`, :mod:`rlrnn.tools`) with keyword
+arguments.
 
 A user mistake (bad id, value, path or file) ends in one line on stderr and exit code 2; a
 write the system refuses (a full disk) in one line and exit code 74; SIGINT / SIGTERM in one line
@@ -31,11 +32,11 @@ PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ELOOP)  # a name too long, links in a c
 
 def build_parser() -> argparse.ArgumentParser:
     # The commands import torch: here, not at the top (see _main).
-    from rlrnn.cli import agents, compare, evaluate, gradflow, options, probe, train, tune
+    from rlrnn.cli import agents, compare, evaluate, export, gradflow, options, probe, train, tune
 
     parser = options.Parser(prog="rlrnn", description="Recurrent-policy reinforcement learning.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=options.Parser)
-    for command in (train, evaluate, compare, tune, agents, probe, gradflow):
+    for command in (train, evaluate, compare, tune, agents, probe, gradflow, export):
         command.add_parser(sub)
     return parser
 

@@ -16,5 +16,6 @@ or ``rlrnn.cli``. Its modules, each using only the ones listed before it:
 - ``checkpoint``: the file format; ``loading``: building agents and loading them from files;
 - ``runlog``: the periodic evaluations and progress bar of a run; ``resume``: ``last.pt``;
   ``plots``: the run's learning curve; ``sb3``: the SB3 reference agents;
-- ``training``: the training run (``train``), which dispatches the SB3 agents to ``sb3``.
+- ``training``: the training run (``train``), which dispatches the SB3 agents to ``sb3``;
+- ``export_graph``, ``export``: a trained policy as ONNX and TorchScript files (``rlrnn export``).
 """
