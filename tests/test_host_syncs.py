@@ -43,6 +43,7 @@ def test_the_counter_sees_every_kind_of_host_read():
     [
         ("lstm", "custom", {}),
         ("lstm", "custom", {"desired_kl": 0.01}),  # the learning rate adapts on the device
+        ("lstm", "custom", {"bptt_len": 4}),  # chunks replayed from states kept on the device
         ("lstm", "torch", {}),
         ("gru", "custom", {"normalize_reward": False}),
         ("framestack", "custom", {}),

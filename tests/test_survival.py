@@ -62,9 +62,12 @@ def stop_at(monkeypatch, env_steps: int, signum: int = signal.SIGINT) -> None:
 
 
 KL_ADAPTIVE = dataclasses.replace(SMALL, ppo=dataclasses.replace(SMALL.ppo, desired_kl=0.002))
+CHUNKED = dataclasses.replace(SMALL, ppo=dataclasses.replace(SMALL.ppo, bptt_len=4))
 
 
-@pytest.mark.parametrize("config", [SMALL, KL_ADAPTIVE], ids=["linear-lr", "kl-adaptive-lr"])
+@pytest.mark.parametrize(
+    "config", [SMALL, KL_ADAPTIVE, CHUNKED], ids=["linear-lr", "kl-adaptive-lr", "bptt-len"]
+)
 def test_interrupt_and_resume_gives_the_same_weights_as_a_straight_run(
     tmp_path, monkeypatch, config
 ):

@@ -48,6 +48,16 @@ def finite_float(text: str) -> float:
     return value
 
 
+def optional_int(text: str) -> int | None:
+    """argparse type: an integer, or ``none`` for a field whose None means "not set"."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+
+
 def seed_int(text: str) -> int:
     """argparse type: a seed (an integer in [0, 2**32 - 1])."""
     try:
@@ -70,10 +80,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             if cls is RunConfig and f.name in ("agent", "ppo"):
                 continue
             kind = hints[f.name]
+            shown = "" if f.default is None else f" (default: {show_value(f.default)})"
             kwargs: dict[str, Any] = {  # argparse keyword arguments
                 "dest": f"{section}.{f.name}" if section else f.name,
                 "default": argparse.SUPPRESS,
-                "help": f"{f.metadata['help']} (default: {show_value(f.default)})",
+                "help": f"{f.metadata['help']}{shown}",  # a None default: the help says it
                 "metavar": f.name.upper(),
             }
             if "choices" in f.metadata:
@@ -86,6 +97,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 kwargs.update(type=int, nargs="+")
             elif kind is float:
                 kwargs["type"] = finite_float
+            elif kind == int | None:
+                kwargs["type"] = optional_int
             else:
                 kwargs["type"] = kind
             flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]

@@ -65,12 +65,15 @@ def _warm_up(ppo: RecurrentPPO, env_step: Callable | None) -> None:
     rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state(ppo.device) if ppo.device.type == "cuda" else None
     agent, env, cfg = copy.deepcopy(ppo.agent), copy.deepcopy(ppo.env), ppo.config
-    T, B = cfg.num_steps, env.num_envs
-    state = agent.initial_state(B, ppo.device)
+    state = agent.initial_state(env.num_envs, ppo.device)
     with torch.no_grad():  # as in collect_rollout
         _, _, _, actions = ppo.act_fn(agent, ppo.obs.clone(), state, ppo.episode_starts.clone())
         if env_step is not None:
             env_step(env, actions)
+
+    # The update replays (T, num_envs) whole sequences, or (K, T/K * num_envs) chunks of K.
+    T, B = cfg.sequence_length, cfg.num_sequences
+    state = agent.initial_state(B, ppo.device)
 
     def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.zeros(T, *shape, dtype=dtype, device=ppo.device)
@@ -85,7 +88,7 @@ def _warm_up(ppo: RecurrentPPO, env_step: Callable | None) -> None:
         returns=zeros(B),
         initial_state=state,
     )
-    envs = torch.arange(cfg.envs_per_minibatch, device=ppo.device)
+    envs = torch.arange(cfg.sequences_per_minibatch, device=ppo.device)
     for clip in (cfg.clip_coef, cfg.clip_coef / 2):  # the clip changes as it anneals
         loss, _ = ppo.loss_fn(agent, rollout, envs, clip, cfg)
         loss.backward()  # compiles the backward

@@ -143,8 +143,19 @@ class PPOConfig:
 
     total_timesteps: int = option(100_000, "env steps to train for")
     num_envs: int = option(64, "environments stepped in parallel")
-    num_steps: int = option(16, "steps per environment per rollout (the BPTT length)")
-    num_minibatches: int = option(2, "minibatches per epoch, each a set of whole env sequences")
+    num_steps: int = option(
+        16, "steps per environment per rollout (the BPTT length unless --bptt-len is given)"
+    )
+    bptt_len: int | None = option(
+        None,
+        "BPTT length: cut each env's rollout into chunks of this many steps (a divisor of"
+        " num_steps), each replayed in the update from the recurrent state the rollout had at"
+        " its first step; minibatches are then sets of chunks (not given, or none: the whole"
+        " rollout)",
+    )
+    num_minibatches: int = option(
+        2, "minibatches per epoch, each a set of whole env sequences (chunks with --bptt-len)"
+    )
     update_epochs: int = option(4, "passes over each rollout")
     learning_rate: float = option(4e-3, "Adam learning rate")
     anneal_lr: bool = option(True, "decay the learning rate linearly to 0")
@@ -193,11 +204,24 @@ class PPOConfig:
         ):
             value = getattr(self, name)
             _require(value >= 1, f"{name} must be >= 1, got {value}")
-        _require(
-            self.num_envs % self.num_minibatches == 0,
-            f"num_minibatches ({self.num_minibatches}) must divide num_envs ({self.num_envs}):"
-            " a minibatch is a set of whole environment sequences",
-        )
+        if self.bptt_len is None:
+            _require(
+                self.num_envs % self.num_minibatches == 0,
+                f"num_minibatches ({self.num_minibatches}) must divide num_envs"
+                f" ({self.num_envs}): a minibatch is a set of whole environment sequences",
+            )
+        else:
+            _require(self.bptt_len >= 1, f"bptt_len must be >= 1, got {self.bptt_len}")
+            _require(
+                self.num_steps % self.bptt_len == 0,
+                f"bptt_len ({self.bptt_len}) must divide num_steps ({self.num_steps}):"
+                " each env's rollout is cut into whole chunks",
+            )
+            _require(
+                self.num_sequences % self.num_minibatches == 0,
+                f"num_minibatches ({self.num_minibatches}) must divide the"
+                f" {self.num_sequences} sequences of a rollout (num_envs * num_steps / bptt_len)",
+            )
         _require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         _require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
         _require(0 <= self.gae_lambda <= 1, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
@@ -225,6 +249,20 @@ class PPOConfig:
     @property
     def envs_per_minibatch(self) -> int:
         return self.num_envs // self.num_minibatches
+
+    @property
+    def sequence_length(self) -> int:
+        """Steps of one sequence the update replays: ``bptt_len``, else the whole rollout."""
+        return self.num_steps if self.bptt_len is None else self.bptt_len
+
+    @property
+    def num_sequences(self) -> int:
+        """Sequences in one rollout: each env's ``num_steps`` cut into ``sequence_length``."""
+        return self.num_envs * (self.num_steps // self.sequence_length)
+
+    @property
+    def sequences_per_minibatch(self) -> int:
+        return self.num_sequences // self.num_minibatches
 
     @property
     def num_iterations(self) -> int:
@@ -313,6 +351,10 @@ class RunConfig:
             not (self.compile and self.agent.agent in SB3_AGENTS),
             f"--compile is for rlrnn's agents, not {self.agent.agent}",
         )
+        _require(
+            self.ppo.bptt_len is None or self.agent.agent not in SB3_AGENTS,
+            f"--bptt-len is for rlrnn's agents, not {self.agent.agent}",
+        )
         try:  # a partially observed cart-pole's id names its parameters: check them now
             variant_params(self.env_id)
         except VariantError as e:
@@ -361,6 +403,8 @@ def _type_problem(kind: Any, value: Any) -> str | None:
         return None if _is_bool(value) else "true or false"
     if kind is int:
         return None if _is_int(value) else "an integer"
+    if kind == int | None:
+        return None if value is None or _is_int(value) else "an integer or none"
     if kind is float:
         number = _is_int(value) or (isinstance(value, numbers.Real) and not _is_bool(value))
         return None if number and math.isfinite(value) else "a finite number"
@@ -380,6 +424,8 @@ def _plain(kind: Any, value: Any) -> Any:
         return bool(value)
     if kind is int:
         return int(value)
+    if kind == int | None:
+        return None if value is None else int(value)
     if kind is float:
         return value if type(value) in (int, float) else float(value)  # np.float64 too
     if kind == tuple[int, ...]:

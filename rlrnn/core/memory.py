@@ -94,13 +94,18 @@ def parameter_count(config: RunConfig, obs_dim: int, num_actions: int) -> int:
 
 def training_bytes(config: RunConfig, obs_dim: int, num_actions: int, tensor_env: bool) -> int:
     """One PPO iteration: the rollout buffers and the activations of a minibatch replay (per
-    env step), the envs, and weights with their gradients, Adam moments and a rollback copy."""
+    env step; with ``bptt_len`` also the rollout cut into chunks and each chunk's start state),
+    the envs, and weights with their gradients, Adam moments and a rollback copy."""
     recurrent, heads, inputs = _widths(config, obs_dim)
     per_step = 4 * heads + 16 * recurrent + 8 * inputs + 4 * num_actions + 128  # floats
     p = config.ppo
+    chunk_states = 0
+    if p.bptt_len is not None:  # the rollout cut into chunks: a copy of it, and h and c per chunk
+        per_step += inputs + 8
+        chunk_states = FLOAT * 2 * recurrent * p.num_sequences
     envs = p.num_envs * (TENSOR_ENV_BYTES if tensor_env else GYM_ENV_BYTES)
     weights = 5 * FLOAT * parameter_count(config, obs_dim, num_actions)
-    return FLOAT * per_step * p.num_envs * p.num_steps + envs + weights
+    return FLOAT * per_step * p.num_envs * p.num_steps + chunk_states + envs + weights
 
 
 def acting_bytes(

@@ -2,6 +2,9 @@
 
 Minibatches are sets of whole environment sequences replayed from the recurrent state stored at
 the start of the rollout: no padding, and the loss sees exactly the states the rollout acted with.
+With ``bptt_len`` K, each env's rollout is cut into chunks of K steps, each replayed from the
+state the rollout had before its first step (kept by the rollout at every step anyway), and a
+minibatch is a set of chunks; GAE still runs over the whole rollout.
 Everything in ``collect_rollout`` and ``update`` stays on the config's device; the only host
 syncs are the statistics handed back once per iteration for logging. The rollout fills its
 storage in a loop of its own, with the step semantics of :mod:`rlrnn.core.player`.
@@ -177,8 +180,24 @@ class RecurrentPPO:
             advantages,
             returns,
             initial_state,
+            self._chunk_states(initial_state, s),
         )
         return rollout, EpisodeStats(*finished.unbind())
+
+    def _chunk_states(self, initial: RecurrentState, s: RolloutStorage) -> RecurrentState | None:
+        """With ``bptt_len`` K, the state before each chunk's first step, chunk-major
+        ``(L, T/K*B, H)``: the initial state, then the state that saw obs[c*K - 1] (the state
+        before obs[c*K]; an episode start there resets it inside the core, as in the rollout).
+        Read from the storage after the loop: the hot loop does nothing more."""
+        K, T = self.config.bptt_len, self.config.num_steps
+        if K is None:
+            return None
+
+        def starts(initial: Tensor, per_step: Tensor) -> Tensor:
+            chunks = torch.cat((initial[None], per_step[K - 1 : T - 1 : K]))  # (C, L, B, H)
+            return chunks.transpose(0, 1).flatten(1, 2)  # (C, L, B, H) -> (L, C*B, H)
+
+        return RecurrentState(starts(initial.h, s.state_h), starts(initial.c, s.state_c))
 
     # ------------------------------------------------------------------ update
     def update(self, rollout: Rollout, progress: float) -> dict[str, Tensor]:
@@ -191,13 +210,14 @@ class RecurrentPPO:
             if cfg.solved_lr_scale < 1:  # on the device: no host sync
                 self.lr.mul_(1 - (1 - cfg.solved_lr_scale) * self.solved.float())
 
-        B = rollout.obs.shape[1]
+        sequences = rollout.sequences()  # (T, B), or (K, T/K*B) chunks with bptt_len K
+        N = sequences.obs.shape[1]
         totals: dict[str, Tensor] = {}
         n = 0
         for _ in range(cfg.update_epochs):
             epoch_kl = torch.zeros((), device=self.device)
-            for envs in torch.randperm(B, device=self.device).split(cfg.envs_per_minibatch):
-                stats = self._minibatch_step(rollout, envs, clip)
+            for seqs in torch.randperm(N, device=self.device).split(cfg.sequences_per_minibatch):
+                stats = self._minibatch_step(sequences, seqs, clip)
                 epoch_kl += stats["approx_kl"]
                 n += 1
                 for k, v in stats.items():

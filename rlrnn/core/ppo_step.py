@@ -28,6 +28,28 @@ class Rollout(NamedTuple):
     advantages: Tensor  # (T, B)
     returns: Tensor  # (T, B)
     initial_state: RecurrentState  # (L, B, H): the state before obs[0]
+    # With ``bptt_len`` K: the state before each chunk's first step obs[c*K], chunk-major
+    # (c*B + b is env b's chunk c), detached. None: one chunk, the whole rollout.
+    chunk_states: RecurrentState | None = None  # (L, T/K*B, H)
+
+    def sequences(self) -> Rollout:
+        """The sequences the update replays: the rollout itself, or with ``chunk_states`` each
+        env's T steps cut into T/K chunks of K steps, ``(K, T/K*B)``, chunk-major as
+        ``chunk_states`` is, each replayed from its chunk's state (the episode starts inside
+        a chunk reset the state there, as in the whole rollout). Copies, once per update."""
+        if self.chunk_states is None:
+            return self
+        T, B = self.obs.shape[:2]
+        chunks = self.chunk_states.h.shape[1] // B
+        K = T // chunks
+
+        def cut(x: Tensor) -> Tensor:  # (T, B, ...) -> (C, K, B, ...) -> (K, C*B, ...)
+            rest = x.shape[2:]
+            return x.reshape(chunks, K, B, *rest).transpose(0, 1).reshape(K, chunks * B, *rest)
+
+        fields = (self.obs, self.episode_starts, self.actions, self.logprobs, self.values)
+        fields += (self.advantages, self.returns)
+        return Rollout(*map(cut, fields), initial_state=self.chunk_states)
 
 
 class RolloutStorage(NamedTuple):
@@ -81,7 +103,8 @@ class RolloutStorage(NamedTuple):
 def minibatch_loss(
     agent: ActorCritic, rollout: Rollout, envs: Tensor, clip: float, cfg: PPOConfig
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """PPO's clipped loss on the whole sequences of environments ``envs``, and its statistics.
+    """PPO's clipped loss on the whole sequences ``envs`` (environments, or chunks of them with
+    ``bptt_len``: ``rollout`` is then :meth:`Rollout.sequences`), and its statistics.
 
     A pure function of its inputs (``torch.compile`` traces it whole under ``--compile``)."""
     logits, values, _ = agent(
