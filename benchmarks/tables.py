@@ -144,6 +144,14 @@ def interval(mean: Any, low: Any, high: Any) -> str:
     return f"{num(mean, '.1f')} [{num(low, '.1f')}, {num(high, '.1f')}]"
 
 
+def mean_interval(values: Sequence[float]) -> str:
+    """The mean of runs with its 95% bootstrap interval over them (none for one run)."""
+    found = bootstrap_interval(values, np.mean)
+    if found is None:
+        return f"{num(statistics.mean(values), '.1f')} (1 seed, no interval)"
+    return interval(statistics.mean(values), *found)
+
+
 def median_or_none(values: Iterable[float | None]) -> float | None:
     """The median counting an unsolved run as never (infinite); None when that is the median."""
     value = statistics.median(math.inf if v is None else v for v in values)
@@ -243,6 +251,7 @@ def popgym(folder: str = "docs/popgym") -> str:
 # --- the memory suite (docs/memory/, docs/memory-1m/) --------------------------------------
 
 ENV_NAMES = {
+    "PositionOnlyCartPole-v1": "position-only",
     "NoisyPositionOnlyCartPoleEasy-v1": "noisy σ = 0.1",
     "NoisyPositionOnlyCartPoleMedium-v1": "noisy σ = 0.2",
     "NoisyPositionOnlyCartPoleHard-v1": "noisy σ = 0.3",
@@ -640,7 +649,7 @@ def seeds(*files: str) -> str:
                     agent,
                     str(data.get("float_path", "not recorded")),
                     str(len(group)),
-                    interval(statistics.mean(finals), *bootstrap_interval(finals, np.mean)),
+                    mean_interval(finals),
                     f"{sum(f >= threshold for f in finals)}/{len(group)}",
                     f"{worst['final']:.1f} (seed {worst['seed']})",
                     stays,
@@ -700,6 +709,96 @@ def export_latency(rel: str = "benchmarks/results/export_latency.json") -> str:
     return table(header, rows) + "\n\n" + about + "\n\n" + source_line([(rel, data)])
 
 
+@renderer("bptt-cost")
+def bptt_cost(rel: str = "benchmarks/results/bptt_cost_cpu.json") -> str:
+    """benchmarks/bptt_cost.py: one update's forward + backward time per core and sequence
+    length, a row per (width, core), and each core's time over the hand-written LSTM's."""
+    data = read_json(rel)
+    rows_in = data["rows"]
+    lengths = sorted({r["length"] for r in rows_in})
+    seconds = {(r["core"], r["width"], r["length"]): r["seconds"] for r in rows_in}
+    rows = []
+    for width in sorted({r["width"] for r in rows_in}):
+        for core in dict.fromkeys(r["core"] for r in rows_in):
+            times = [seconds.get((core, width, t)) for t in lengths]
+            lstm = seconds.get(("lstm", width, 512))
+            own = seconds.get((core, width, 512))
+            ratio = f"{lstm / own:.1f}×" if lstm and own else "–"
+            rows.append([core, str(width), *(num(t and t * 1e3, ".1f") for t in times), ratio])
+    header = ["core", "width", *(f"T = {t:,}" for t in lengths), "lstm's time / its own, T = 512"]
+    batch = rows_in[0]["batch"]
+    about = (
+        f"Milliseconds for one forward and backward pass over a (T, {batch}, obs) sequence with"
+        f" episode starts inside, median of the repeats; device {data['device']},"
+        f" {data['threads']} torch thread(s)."
+    )
+    return table(header, rows) + "\n\n" + about + "\n\n" + source_line([(rel, data)])
+
+
+@renderer("rollout-length")
+def rollout_length(rel: str = "benchmarks/results/rollout_length_cpu.json") -> str:
+    """benchmarks/rollout_length.py: seconds per PPO iteration against the rollout length, with
+    and without --bptt-len, and env steps per second."""
+    data = read_json(rel)
+    rows = [
+        [
+            f"{r['num_steps']:,}",
+            "–" if r["bptt_len"] is None else f"{r['bptt_len']:,}",
+            f"{r['seconds']:.3f}",
+            f"{r['num_envs'] * r['num_steps'] / r['seconds']:,.0f}",
+        ]
+        for r in data["rows"]
+    ]
+    header = ["--num-steps", "--bptt-len", "seconds per iteration", "env steps/s"]
+    about = (
+        f"The lstm's defaults otherwise ({data['rows'][0]['num_envs']} envs); median of"
+        f" {data['repeats']} iterations, rollout and update, {data['threads']} torch thread."
+    )
+    return table(header, rows) + "\n\n" + about + "\n\n" + source_line([(rel, data)])
+
+
+@renderer("horizon")
+def horizon(*files: str) -> str:
+    """benchmarks/horizon.py: each core's final weights at the training horizon and at a longer
+    one, mean [95% CI] over seeds, per env and float path."""
+    if not files:
+        raise TableError("horizon needs result files: horizon FILE [FILE ...]")
+    rows, sources = [], []
+    for rel in files:
+        data = read_json(rel)
+        sources.append((rel, data))
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for run in data["runs"]:
+            groups.setdefault((run["env_id"], run["agent"]), []).append(run)
+        for (env_id, agent), runs in groups.items():
+            short = [r["short_mean"] for r in runs]
+            long = [r["long_mean"] for r in runs]
+            limit = runs[0]["long_steps"]
+            held = sum(v >= 0.95 * limit for v in long)
+            rows.append(
+                [
+                    ENV_NAMES.get(env_id, env_id),
+                    agent,
+                    str(data.get("float_path", "not recorded")),
+                    str(len(runs)),
+                    mean_interval(short),
+                    mean_interval(long),
+                    f"{held}/{len(runs)}",
+                ]
+            )
+    limit = read_json(files[0])["runs"][0]["long_steps"]
+    header = [
+        "env",
+        "agent",
+        "float path",
+        "seeds",
+        "return, 500-step episodes",
+        f"return, {limit:,}-step episodes",
+        f"seeds ≥ {0.95 * limit:,.0f} at {limit:,}",
+    ]
+    return table(header, rows) + "\n\n" + source_line(sources)
+
+
 # --- the README's one small table ------------------------------------------------------------
 
 
@@ -708,34 +807,44 @@ FLOAT_PATHS = ("automatic", "default")  # the stability files' names, in the sum
 
 @renderer("summary")
 def summary() -> str:
-    """Four results in one table, each linking to its docs page: memory needed (compare
-    --full), time to solve against RecurrentPPO (the latest speed file), memory beyond a window
-    (the 1M memory suite), staying solved over 20 seeds on two float paths. Links are relative
-    to the README, the one page that shows it."""
-    compare_rows = {r["agent"]: r for r in read_csv("docs/compare/results.csv")}
-    lstm, mlp = compare_rows["lstm"], compare_rows["mlp"]
+    """Four results in one table, each linking to its docs page: memory needed (final weights
+    over 20 seeds on two float paths), time to solve against RecurrentPPO (the latest speed
+    file), memory beyond a window (the memory suite over 10 seeds on two float paths), staying
+    solved over 20 seeds on two float paths. Links are relative to the README, the one page
+    that shows it."""
+    stability_rels = [f"benchmarks/results/stability_100k_{path}.json" for path in FLOAT_PATHS]
+    stability_data = [read_json(rel) for rel in stability_rels]
+    mlp_rels = [f"benchmarks/results/stability_100k_mlp_{path}.json" for path in FLOAT_PATHS]
+    mlp_data = [read_json(rel) for rel in mlp_rels]
     speed_rel = SPEED_FILES[-1]
     speed_data = read_json(speed_rel)
     medians = speed_medians(speed_data)
     ours, sb3 = medians["rlrnn"]["seconds"], medians[SB3]["seconds"]
-    memory_rel = "docs/memory-1m/summary.json"
-    memory_data = read_json(memory_rel)
+    memory_rels = [f"benchmarks/results/memory_{path}.json" for path in FLOAT_PATHS]
+    memory_data = [read_json(rel) for rel in memory_rels]
     env = "FlickeringPositionOnlyCartPole-v1"
-    results = memory_data["results"][env]
-    best = memory_data["separated"][env]["best_recurrent"]
-    stack = results["framestack-k8"]
-    stability_rels = [f"benchmarks/results/stability_100k_{path}.json" for path in FLOAT_PATHS]
-    stability_data = [read_json(rel) for rel in stability_rels]
     target_met = all(r["final_ok"] >= 19 for data in stability_data for r in data["rows"])
 
-    def final(r: dict[str, Any]) -> str:
-        return interval(r["final_mean"], r["final_ci_low"], r["final_ci_high"])
+    def finals(data: dict[str, Any], agent: str) -> str:
+        values = [r["final"] for r in data["runs"] if r["agent"] == agent]
+        return mean_interval(values)
+
+    def flickering(data: dict[str, Any]) -> str:
+        rows = {r["agent"]: r for r in data["envs"][env]["rows"]}
+        best = data["envs"][env]["separated"]["best_recurrent"]
+        return "; ".join(
+            f"`{agent}` {interval(r['final_mean'], r['final_ci_low'], r['final_ci_high'])}"
+            for agent, r in ((best, rows[best]), ("framestack k = 8", rows["framestack-k8"]))
+        )
 
     rows = [
         [
-            "Without memory the task cannot be solved: final return, mean [95% CI] over"
-            f" {lstm['seeds']} seeds, of `lstm` and `mlp` (`rlrnn compare --full`)",
-            f"{final(lstm)} and {final(mlp)}",
+            "Without memory the task cannot be solved: final return, mean [95% CI] over 20"
+            " seeds, of `lstm` and `mlp`, on the automatic float path and on scalar kernels",
+            "; ".join(
+                f"{finals(lstm, 'lstm')} and {finals(mlp, 'mlp')}"
+                for lstm, mlp in zip(stability_data, mlp_data, strict=True)
+            ),
             "[compare](docs/compare.md)",
         ],
         [
@@ -759,17 +868,18 @@ def summary() -> str:
         ],
         [
             "A window is not enough: final return, mean [95% CI] over"
-            f" {results[best]['seeds']} seeds, on the flickering cart-pole at 1M steps,"
-            f" of `{best}` and `framestack` k = 8",
-            f"{final(results[best])} and {final(stack)}",
+            f" {memory_data[0]['envs'][env]['rows'][0]['seeds']} seeds, on the flickering"
+            " cart-pole at 300k steps, of the best recurrent agent and `framestack` k = 8, on"
+            " the automatic float path and on scalar kernels",
+            " / ".join(flickering(data) for data in memory_data),
             "[memory](docs/memory.md)",
         ],
     ]
     sources = [
-        report_source("docs/compare"),
-        (speed_rel, speed_data),
-        (memory_rel, memory_data),
         *zip(stability_rels, stability_data, strict=True),
+        *zip(mlp_rels, mlp_data, strict=True),
+        (speed_rel, speed_data),
+        *zip(memory_rels, memory_data, strict=True),
     ]
     header = ["result", "measured", "details"]
     return table(header, rows) + "\n\n" + source_line(sources)

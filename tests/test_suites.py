@@ -1,6 +1,9 @@
 """``rlrnn compare --suite memory``: its plan, its summary and its verdicts, and a tiny run."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,14 +12,17 @@ from processes import rlrnn
 
 from rlrnn.tools.compare_report import AgentResult, plot_learning_curves
 from rlrnn.tools.suites import (
+    EVAL_INTERVAL,
     FULL_MEMORY_ENVS,
     MEMORY_AGENTS,
     MEMORY_ENVS,
+    TOTAL_TIMESTEPS,
     plan_suite,
     run_suite,
     separation,
     summary_csv,
     summary_markdown,
+    verdict,
 )
 
 
@@ -147,3 +153,31 @@ def test_suite_refuses_options_that_choose_envs_or_agents(tmp_path):
         "rlrnn compare: error: --suite chooses the envs and agents; leave out --agents"
     ]
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("float_path", ["automatic", "default"])
+@pytest.mark.parametrize(
+    "env_id", ["NoisyPositionOnlyCartPoleEasy-v1", "FlickeringPositionOnlyCartPole-v1"]
+)
+def test_gru_beats_a_window_of_8_frames_over_10_seeds_on_two_float_paths(
+    tmp_path, env_id, float_path
+):
+    """docs/memory.md's verdict, from the runs the suite makes (its budget, its evaluation
+    schedule): gru's final weights over seeds 0-9 lie above framestack k = 8's, 95% intervals
+    apart, on the noisy and the flickering cart-pole, on each float path."""
+    env = dict(os.environ)
+    env.pop("ATEN_CPU_CAPABILITY", None)
+    if float_path == "default":
+        env["ATEN_CPU_CAPABILITY"] = "default"
+    out = tmp_path / "report"
+    command = ["compare", "--env", env_id, "--agents", "gru", "framestack", "--frame-stack", "8"]
+    command += ["--seeds", "10", "--total-timesteps", str(TOTAL_TIMESTEPS)]
+    command += ["--eval-interval", str(EVAL_INTERVAL), "--out", str(out), "--quiet"]
+    subprocess.run([sys.executable, "-m", "rlrnn.cli", *command], env=env, check=True)
+    rows = {
+        r["agent"]: AgentResult(**r)
+        for r in json.loads((out / "report.json").read_text())["results"]
+    }
+    found = verdict(rows["gru"], rows["framestack"])
+    assert found["relation"] == "above", (rows, found)
