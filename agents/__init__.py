@@ -5,6 +5,7 @@ from agents.cores import GRU, RNN, Core, FrameStackCore, MLPCore, RecurrentState
 from agents.lstm import LSTM, TorchLSTM
 from agents.normalize import RunningNorm
 from agents.registry import AGENTS, BACKENDS, AgentError, make_agent, make_core
+from agents.scan import MinGRU, MinLSTM
 
 __all__ = [
     "AGENTS",
@@ -17,6 +18,8 @@ __all__ = [
     "Core",
     "FrameStackCore",
     "MLPCore",
+    "MinGRU",
+    "MinLSTM",
     "RecurrentState",
     "RunningNorm",
     "TorchLSTM",

@@ -7,6 +7,7 @@ from torch import nn
 from agents.actor_critic import ActorCritic
 from agents.cores import GRU, RNN, Core, FrameStackCore, MLPCore
 from agents.lstm import LSTM, TorchLSTM
+from agents.scan import MinGRU
 
 # name -> (core class for the "custom" backend, description)
 AGENTS: dict[str, tuple[type[Core], str]] = {
@@ -14,6 +15,7 @@ AGENTS: dict[str, tuple[type[Core], str]] = {
     "framestack": (FrameStackCore, "feedforward over the last k observations (--frame-stack k)"),
     "rnn": (RNN, "vanilla (Elman) RNN, h = tanh(W_xh x + W_hh h + b)"),
     "gru": (GRU, "gated recurrent unit"),
+    "mingru": (MinGRU, "minGRU: gates from the input only, a parallel scan over time"),
     "lstm": (LSTM, "LSTM from the lecture's gate equations (fused weight over [h; x])"),
     "lstm2": (LSTM, "stacked LSTM, the lecture's 'going deep' (2 layers by default)"),
 }

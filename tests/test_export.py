@@ -134,6 +134,7 @@ AGENTS = {
     "framestack": AgentConfig(agent="framestack", hidden_size=16, frame_stack=3),
     "rnn": AgentConfig(agent="rnn", hidden_size=16),
     "gru": AgentConfig(agent="gru", hidden_size=16),
+    "mingru": AgentConfig(agent="mingru", hidden_size=16, num_layers=2),
     "lstm": AgentConfig(agent="lstm", hidden_size=16),
     "lstm2": AgentConfig(agent="lstm2", hidden_size=16, num_layers=2),
     "lstm-torch-backend": AgentConfig(agent="lstm", hidden_size=16, backend="torch"),
@@ -151,7 +152,7 @@ def test_exported_policies_act_as_the_torch_agent_step_for_step(tmp_path, name):
     assert sidecar["env_id"] == "PositionOnlyCartPole-v1" and sidecar["action"]["n"] == 2
     assert sidecar["observation"]["entries"] == ["cart position", "pole angle"]
     layers = policy.actor_core.state_layers
-    names = {"mlp": [], "framestack": ["h"], "rnn": ["h"], "gru": ["h"]}
+    names = {"mlp": [], "framestack": ["h"], "rnn": ["h"], "gru": ["h"], "mingru": ["h"]}
     assert [s["name"] for s in sidecar["state"]] == names.get(AGENTS[name].agent, ["h", "c"])
     assert all(s["shape"][:2] == [layers, "B"] for s in sidecar["state"])
     for batch in (1, 64):

@@ -61,7 +61,7 @@ def test_norms_match_backprop_written_out_for_a_vanilla_rnn():
     np.testing.assert_allclose(norms, expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("name", ["rnn", "gru", "mingru", "lstm"])
 def test_norms_are_finite_and_fade_for_fresh_cores(inputs, name):
     norms = gradient_norms(fresh_core(name, 2, 16, 1), inputs)
     assert norms.shape == (48,) and np.all(np.isfinite(norms)) and np.all(norms > 0)

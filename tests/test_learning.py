@@ -53,17 +53,20 @@ def test_mlp_cannot_balance_without_velocities(tmp_path):
     assert final_mean < 150
 
 
-def stability_over_20_seeds(tmp_path, agents, float_path) -> dict:
-    """benchmarks/stability.py as the docs run it (seeds 0-19, 100k steps), in a process of its
-    own so that ``ATEN_CPU_CAPABILITY`` picks torch's kernels; its report, checked for what ran."""
+def stability_report(
+    tmp_path, agents, float_path, seeds=range(20), budget: int = 100_000
+) -> dict:
+    """benchmarks/stability.py as the docs run it (seeds 0-19, 100k steps unless given), in a
+    process of its own so that ``ATEN_CPU_CAPABILITY`` picks torch's kernels; its report,
+    checked for what ran."""
     out = tmp_path / "stability.json"
     env = dict(os.environ)
     env.pop("ATEN_CPU_CAPABILITY", None)
     if float_path == "default":
         env["ATEN_CPU_CAPABILITY"] = "default"
-    seeds = [str(seed) for seed in range(20)]
+    seeds = [str(seed) for seed in seeds]
     command = [sys.executable, str(ROOT / "benchmarks" / "stability.py"), "--agents", *agents]
-    command += ["--seeds", *seeds, "--budgets", "100000", "--out", str(out)]
+    command += ["--seeds", *seeds, "--budgets", str(budget), "--out", str(out)]
     subprocess.run(command, env=env, check=True, capture_output=True)
     report = json.loads(out.read_text())
     assert report["float_path"].startswith(float_path)
@@ -75,7 +78,7 @@ def stability_over_20_seeds(tmp_path, agents, float_path) -> dict:
 @pytest.mark.parametrize("float_path", ["automatic", "default"])
 def test_mlp_final_weights_fail_on_seeds_0_to_19_on_two_float_paths(tmp_path, float_path):
     """Without memory the task cannot be solved (docs/compare.md): no seed comes near."""
-    report = stability_over_20_seeds(tmp_path, ("mlp",), float_path)
+    report = stability_report(tmp_path, ("mlp",), float_path)
     finals = [run["final"] for run in report["runs"]]
     assert len(finals) == 20 and max(finals) < 150, finals
 
@@ -103,12 +106,28 @@ BOUNDS = {
 def test_memory_agents_over_seeds_0_to_19_on_two_float_paths(tmp_path, agents, float_path):
     """The final weights of 20 seeds and the share of evaluations after a first solve that
     stay solved, pooled, for each agent."""
-    report = stability_over_20_seeds(tmp_path, agents, float_path)
+    report = stability_report(tmp_path, agents, float_path)
     for row in report["rows"]:
         final_solved, stays_solved = BOUNDS[row["agent"]]
         assert row["seeds"] == 20
         assert row["final_ok"] >= final_solved, row
         assert (row["stays_solved"] or 0.0) >= stays_solved, row
+
+
+# mingru's final weights over seeds 0-9 at 200k steps, from benchmarks/results/mingru_200k_*.json
+# (automatic and default float paths): MINGRU_RESULT of 20 runs reached 475; the bound sits at the
+# low tail of that, so that a regression fails and another machine's rounding does not.
+MINGRU_FINAL_SOLVED = 8  # of 10 seeds, on each float path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("float_path", ["automatic", "default"])
+def test_mingru_final_weights_over_seeds_0_to_9_at_200k_on_two_float_paths(tmp_path, float_path):
+    """The parallel-scan core solves the position-only cart-pole from its tuned defaults."""
+    report = stability_report(tmp_path, ("mingru",), float_path, range(10), 200_000)
+    (row,) = report["rows"]
+    assert row["seeds"] == 10 and row["budget"] == 200_000
+    assert row["final_ok"] >= MINGRU_FINAL_SOLVED, row
 
 
 def test_config_round_trips_through_json():

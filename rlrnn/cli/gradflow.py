@@ -30,7 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", choices=("best", "final", "last"), default="best", help="for run dirs"
     )
     p.add_argument(
-        "--cores", nargs="*", metavar="CORE", help="fresh cores; None: rnn gru lstm if no RUN"
+        "--cores",
+        nargs="*",
+        metavar="CORE",
+        help="fresh cores; None: rnn gru mingru lstm if no RUN",
     )
     p.add_argument("--hidden-size", type=int, default=32, help="width of the fresh cores")
     p.add_argument("--num-layers", type=int, default=1, help="layers of the fresh cores")

@@ -111,7 +111,7 @@ def gradflow_runs(
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """``rlrnn gradflow``: curves for trained runs' cores and fresh ones, the clipping runs,
-    a figure and a report. ``cores=None`` means rnn, gru and lstm when no run is given;
+    a figure and a report. ``cores=None`` means rnn, gru, mingru and lstm when no run is given;
     ``env_id=None``: the runs' env, else PositionOnlyCartPole-v1; ``clip_steps=0`` skips the
     clipping runs. The sizes are checked by the command. It runs on the first run's
     ``torch_threads`` (the default config's without runs, as the clipping runs train;
@@ -119,7 +119,7 @@ def gradflow_runs(
     check_output_path(out, (".png",), "figure")
     threads = RunConfig().torch_threads
     if cores is None:
-        cores = () if runs else ("rnn", "gru", "lstm")
+        cores = () if runs else ("rnn", "gru", "mingru", "lstm")
     entries: list[tuple[str, Core, nn.Module | None]] = []
     driver = None
     given = env_id

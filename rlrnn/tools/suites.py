@@ -41,9 +41,10 @@ MEMORY_AGENTS: tuple[tuple[str, str, int | None], ...] = (
     ("framestack-k4", "framestack", 4),
     ("framestack-k8", "framestack", 8),
     ("gru", "gru", None),
+    ("mingru", "mingru", None),
     ("lstm", "lstm", None),
 )
-RECURRENT = ("gru", "lstm")
+RECURRENT = ("gru", "mingru", "lstm")
 FRAME_STACKS = ("framestack-k4", "framestack-k8")
 MEMORY_ENVS = ("NoisyPositionOnlyCartPoleEasy-v1", "FlickeringPositionOnlyCartPole-v1")
 FULL_MEMORY_ENVS = (
