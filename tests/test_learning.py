@@ -53,9 +53,7 @@ def test_mlp_cannot_balance_without_velocities(tmp_path):
     assert final_mean < 150
 
 
-def stability_report(
-    tmp_path, agents, float_path, seeds=range(20), budget: int = 100_000
-) -> dict:
+def stability_report(tmp_path, agents, float_path, seeds=range(20), budget: int = 100_000) -> dict:
     """benchmarks/stability.py as the docs run it (seeds 0-19, 100k steps unless given), in a
     process of its own so that ``ATEN_CPU_CAPABILITY`` picks torch's kernels; its report,
     checked for what ran."""
