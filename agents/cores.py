@@ -124,11 +124,12 @@ class GRU(_LayerLoopCore):
         x_proj = input_projection(x, self.weights_x[layer], self.biases_x[layer])  # (T, B, 3H)
         w_h_t, b_h = self.weights_h[layer].t(), self.biases_h[layer]
         outputs = []
-        for t in range(x.shape[0]):
-            h = h * keep[t]
+        # unbind, not x_proj[t]: each index's backward would fill a whole (T, B, 3H) gradient
+        for x_t, keep_t in zip(x_proj.unbind(0), keep.unbind(0), strict=True):
+            h = h * keep_t
             h_proj = torch.addmm(b_h, h, w_h_t)  # (B, 3H)
-            r, z = (x_proj[t, :, : 2 * H] + h_proj[:, : 2 * H]).sigmoid().chunk(2, dim=1)
-            n = torch.addcmul(x_proj[t, :, 2 * H :], r, h_proj[:, 2 * H :]).tanh()
+            r, z = (x_t[:, : 2 * H] + h_proj[:, : 2 * H]).sigmoid().chunk(2, dim=1)
+            n = torch.addcmul(x_t[:, 2 * H :], r, h_proj[:, 2 * H :]).tanh()
             h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
             outputs.append(h)
         return torch.stack(outputs), h, c
@@ -152,8 +153,8 @@ class RNN(_LayerLoopCore):
         x_proj = input_projection(x, self.weights_x[layer], self.biases[layer])  # (T, B, H)
         w_h_t = self.weights_h[layer].t()
         outputs = []
-        for t in range(x.shape[0]):
-            h = torch.addmm(x_proj[t], h * keep[t], w_h_t).tanh()
+        for x_t, keep_t in zip(x_proj.unbind(0), keep.unbind(0), strict=True):  # as in GRU
+            h = torch.addmm(x_t, h * keep_t, w_h_t).tanh()
             outputs.append(h)
         return torch.stack(outputs), h, c
 
