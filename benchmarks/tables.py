@@ -632,8 +632,10 @@ def seeds(*files: str) -> str:
         sources.append((rel, data))
         runs = data.get("runs") or [r for env in data["envs"].values() for r in env["runs"]]
         by_agent: dict[str, list[dict[str, Any]]] = {}
-        for run in runs:
-            by_agent.setdefault(run["agent"], []).append(run)
+        for run in runs:  # a variant other than an agent's defaults is named beside it
+            variant = run.get("variant", "default")
+            label = run["agent"] if variant == "default" else f"{run['agent']} ({variant})"
+            by_agent.setdefault(label, []).append(run)
         for agent, group in by_agent.items():
             finals = [r["final"] for r in group]
             threshold = group[0]["threshold"]

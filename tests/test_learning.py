@@ -112,16 +112,17 @@ def test_memory_agents_over_seeds_0_to_19_on_two_float_paths(tmp_path, agents, f
         assert (row["stays_solved"] or 0.0) >= stays_solved, row
 
 
-# mingru's final weights over seeds 0-9 at 200k steps, from benchmarks/results/mingru_200k_*.json
-# (automatic and default float paths): MINGRU_RESULT of 20 runs reached 475; the bound sits at the
-# low tail of that, so that a regression fails and another machine's rounding does not.
-MINGRU_FINAL_SOLVED = 8  # of 10 seeds, on each float path
+# mingru's final weights over seeds 0-9 at 200k steps on its defaults (docs/parallel-time.md,
+# from benchmarks/results/mingru_200k_*.json): 8 of 10 seeds reached 475 on the automatic float
+# path and 9 of 10 on scalar kernels, 17 of 20; a binomial of 10 seeds at 0.85 falls below 6
+# about 1 time in 100, so that a regression fails and another machine's rounding does not.
+MINGRU_FINAL_SOLVED = 6  # of 10 seeds, on each float path
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("float_path", ["automatic", "default"])
 def test_mingru_final_weights_over_seeds_0_to_9_at_200k_on_two_float_paths(tmp_path, float_path):
-    """The parallel-scan core solves the position-only cart-pole from its tuned defaults."""
+    """The scan core solves the position-only cart-pole from its defaults."""
     report = stability_report(tmp_path, ("mingru",), float_path, range(10), 200_000)
     (row,) = report["rows"]
     assert row["seeds"] == 10 and row["budget"] == 200_000
