@@ -149,7 +149,7 @@ def update_device_vs_cpu(device: torch.device) -> tuple[bool, str]:
     moved = moved._replace(
         initial_state=RecurrentState(*(t.to(device) for t in rollout.initial_state))
     )
-    envs = torch.arange(SMALL.envs_per_minibatch)
+    envs = torch.arange(SMALL.sequences_per_minibatch)  # whole envs: no --bptt-len
     losses = []
     for ppo, batch in ((cpu, rollout), (other, moved)):
         stats = ppo._minibatch_step(batch, envs.to(ppo.device), SMALL.clip_coef)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -158,8 +159,6 @@ def main() -> None:
         raise SystemExit(128 + e.signal_number) from None
     records.sort(key=lambda r: (r["env_id"], agents.index(r["agent"]), r["seed"]))
     if args.out:
-        import json
-
         atomic_write_text(args.out, json.dumps({**source, "runs": records}, indent=1) + "\n")
     if args.figure:
         plot(records, args.figure)

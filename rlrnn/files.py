@@ -11,6 +11,7 @@ link) and renamed over their target (which replaces a link, not what it points t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -196,6 +197,15 @@ def read_json(path: Path, what: str = "") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"{path} is damaged (not a JSON object){hint}")
     return data
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in blocks (a checkpoint can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_figure(fig: Any, path: Path) -> None:

@@ -247,10 +247,6 @@ class PPOConfig:
         return self.num_envs * self.num_steps
 
     @property
-    def envs_per_minibatch(self) -> int:
-        return self.num_envs // self.num_minibatches
-
-    @property
     def sequence_length(self) -> int:
         """Steps of one sequence the update replays: ``bptt_len``, else the whole rollout."""
         return self.num_steps if self.bptt_len is None else self.bptt_len

@@ -19,7 +19,6 @@ or failed export leaves nothing behind. Stable-Baselines3 reference runs are ref
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -52,7 +51,7 @@ from rlrnn.core.export_graph import (
 from rlrnn.core.loading import CHECKPOINTS, load_checkpoint
 from rlrnn.core.threads import torch_threads
 from rlrnn.errors import UsageError
-from rlrnn.files import check_can_create, os_error, path_status, write_failed
+from rlrnn.files import check_can_create, os_error, path_status, sha256, write_failed
 
 FORMATS = ("onnx", "torchscript", "all")
 FILES = {"onnx": "policy.onnx", "torchscript": "policy.pt"}
@@ -230,14 +229,6 @@ def _remove(folders: list[Path]) -> None:
             folder.rmdir()
         except OSError:
             return
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 STATE_MEANING = {

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import signal
@@ -53,6 +52,7 @@ from rlrnn.files import (
     check_no_link_below,
     path_status,
     read_json,
+    sha256,
 )
 from rlrnn.tools.workers import Stopped, run_tasks
 
@@ -282,17 +282,9 @@ def evaluation_key(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": EVAL_FORMAT,
         "torch": torch.__version__,
-        **{f"{which}_sha256": _sha256(run_dir / f"{which}.pt") for which in ("final", "best")},
+        **{f"{which}_sha256": sha256(run_dir / f"{which}.pt") for which in ("final", "best")},
         **settings,
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _evaluations(spec: RunSpec, episodes: int, writable: bool) -> dict[str, Any]:
