@@ -14,7 +14,6 @@ from processes import start_training, wait_for
 
 from rlrnn.cli import main
 from rlrnn.core.config import PPOConfig, RunConfig
-from rlrnn.core.loading import load_checkpoint
 from rlrnn.core.rundir import LOCK, MARKER, RunLock, made_by_rlrnn, prepare_run_dir
 from rlrnn.core.training import train
 from rlrnn.errors import UsageError
@@ -49,8 +48,9 @@ def test_resume_of_a_live_run_is_refused_naming_its_process(tmp_path, capsys):
     live = start_training(*SMALL_ARGS, "--total-timesteps", "400000", "--run-dir", str(run_dir))
     try:
         wait_for(run_dir / "last.pt", live)
-        saved = load_checkpoint(run_dir / "last.pt")[2]["env_steps"]  # a short extension
-        resume = ["train", "--resume", str(run_dir), "--total-timesteps", str(saved + 512)]
+        # A resume valid but for the lock: past any step count the live run can save meanwhile
+        # (it keeps writing last.pt; a total below its newest count is refused before the lock).
+        resume = ["train", "--resume", str(run_dir), "--total-timesteps", str(400_000 + 512)]
         code = main([*resume, "--quiet"])
         lines = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(lines) == 1, lines
