@@ -42,13 +42,18 @@ THROUGHPUT_RUN = """
 import dataclasses, json, sys, time, torch
 from envs import make_batched_env
 try:
-    from rlrnn.core.config import RunConfig
-    from rlrnn.core.loading import build_agent
-    from rlrnn.core.ppo import RecurrentPPO
-except ImportError:  # a checkout from before rlrnn/core/
-    from rlrnn.checkpoint import build_agent
-    from rlrnn.config import RunConfig
-    from rlrnn.ppo import RecurrentPPO
+    from rlrnn.learning.config import RunConfig
+    from rlrnn.learning.ppo import PPOLearner
+    from rlrnn.runs.loading import build_agent
+except ImportError:
+    try:  # a checkout from before rlrnn/learning/ and rlrnn/runs/
+        from rlrnn.core.config import RunConfig
+        from rlrnn.core.loading import build_agent
+        from rlrnn.core.ppo import RecurrentPPO as PPOLearner
+    except ImportError:  # a checkout from before rlrnn/core/
+        from rlrnn.checkpoint import build_agent
+        from rlrnn.config import RunConfig
+        from rlrnn.ppo import RecurrentPPO as PPOLearner
 num_envs, iterations = json.loads(sys.argv[1])
 torch.set_num_threads(1)
 base = RunConfig()
@@ -58,7 +63,7 @@ ppo_config = dataclasses.replace(
 torch.manual_seed(0)
 env = make_batched_env(base.env_id, num_envs, "cpu")
 agent = build_agent(base, env.obs_dim, env.num_actions)
-ppo = RecurrentPPO(agent, env, ppo_config, seed=0)
+ppo = PPOLearner(agent, env, ppo_config, seed=0)
 ppo.iterate()  # warm-up
 wall, cpu = time.perf_counter(), time.process_time()
 for _ in range(iterations):

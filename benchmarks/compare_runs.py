@@ -22,7 +22,7 @@ from typing import Any
 
 from provenance import provenance  # benchmarks/, beside this script
 
-from rlrnn.tools.stability import stability
+from rlrnn.tools.common.stability import stability
 
 
 def run_values(run: dict[str, Any]) -> dict[str, Any]:

@@ -32,26 +32,26 @@ from pathlib import Path
 import torch
 
 from envs import make_batched_env
-from rlrnn.core.compiled import compile_hot_loop
-from rlrnn.core.config import RunConfig
-from rlrnn.core.loading import build_agent
-from rlrnn.core.ppo import RecurrentPPO
+from rlrnn.learning.compiled import compile_hot_loop
+from rlrnn.learning.config import RunConfig
+from rlrnn.learning.ppo import PPOLearner
+from rlrnn.runs.loading import build_agent
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def learner(num_envs: int, compiled: bool) -> tuple[RecurrentPPO, float]:
+def learner(num_envs: int, compiled: bool) -> tuple[PPOLearner, float]:
     base = RunConfig()
     ppo_config = dataclasses.replace(base.ppo, num_envs=num_envs, total_timesteps=10**9)
     torch.manual_seed(0)
     env = make_batched_env(base.env_id, num_envs)
-    ppo = RecurrentPPO(build_agent(base, env.obs_dim, env.num_actions), env, ppo_config, 0)
+    ppo = PPOLearner(build_agent(base, env.obs_dim, env.num_actions), env, ppo_config, 0)
     if compiled:  # as in a fresh process: graphs for this size alone, not dynamic-shaped ones
         torch._dynamo.reset()
     return ppo, compile_hot_loop(ppo) if compiled else 0.0
 
 
-def steps_per_second(ppo: RecurrentPPO, iterations: int, rollout_only: bool) -> float:
+def steps_per_second(ppo: PPOLearner, iterations: int, rollout_only: bool) -> float:
     start = time.perf_counter()
     for _ in range(iterations):
         if rollout_only:

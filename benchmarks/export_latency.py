@@ -31,9 +31,9 @@ import torch
 from provenance import provenance  # benchmarks/, beside this script
 
 from rlrnn import export
-from rlrnn.core.checkpoint import save_checkpoint
-from rlrnn.core.hyperparams import default_config
-from rlrnn.core.loading import build_agent
+from rlrnn.learning.hyperparams import default_config
+from rlrnn.runs.checkpoint import save_checkpoint
+from rlrnn.runs.loading import build_agent
 
 RUNTIMES = ("onnxruntime", "torchscript", "eager")
 

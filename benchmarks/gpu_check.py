@@ -24,21 +24,21 @@ import torch
 
 from agents import LSTM, RecurrentState, TorchLSTM
 from envs import TensorCartPole, make_batched_env
-from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.core.host_syncs import count_host_syncs
-from rlrnn.core.loading import build_agent
-from rlrnn.core.ppo import RecurrentPPO
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.learning.host_syncs import count_host_syncs
+from rlrnn.learning.ppo import PPOLearner
+from rlrnn.runs.loading import build_agent
 
 CPU = torch.device("cpu")
 SMALL = PPOConfig(total_timesteps=10**6, num_envs=64, num_steps=16, num_minibatches=2)
 
 
-def learner(device: torch.device, backend: str = "custom", seed: int = 0) -> RecurrentPPO:
+def learner(device: torch.device, backend: str = "custom", seed: int = 0) -> PPOLearner:
     torch.manual_seed(seed)
     config = RunConfig(agent=AgentConfig(backend=backend), ppo=SMALL)
     env = make_batched_env(config.env_id, SMALL.num_envs, device)
     agent = build_agent(config, env.obs_dim, env.num_actions).to(device)
-    return RecurrentPPO(agent, env, SMALL, seed)
+    return PPOLearner(agent, env, SMALL, seed)
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:

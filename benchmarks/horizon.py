@@ -28,12 +28,12 @@ from stability import variant_config  # benchmarks/, beside this script
 
 from agents.registry import AGENTS
 from envs.batched import make_batched_env
-from rlrnn.core.evaluation import evaluate
-from rlrnn.core.loading import load_checkpoint
-from rlrnn.core.player import Step, play
-from rlrnn.core.training import train
 from rlrnn.files import atomic_write_text, save_figure
-from rlrnn.tools.workers import Stopped, run_tasks
+from rlrnn.learning.acting import Step, step_policy
+from rlrnn.learning.evaluation import evaluate
+from rlrnn.runs.loading import load_checkpoint
+from rlrnn.runs.training import train
+from rlrnn.tools.compare.workers import Stopped, run_tasks
 
 CORES = ("lstm", "gru", "mingru")
 ENVS = {  # env -> env steps of training (the memory suite's budget for the noisy one)
@@ -57,7 +57,7 @@ def hidden_trace(policy: Any, env_id: str, steps: int) -> dict[str, list[float]]
         return not bool(step.result.terminated[0] | step.result.truncated[0])
 
     try:
-        play(policy, env, record, seed=10_000, max_steps=steps)
+        step_policy(policy, env, record, seed=10_000, max_steps=steps)
     finally:
         env.close()
     return trace

@@ -13,10 +13,10 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from rlrnn.core.evaluation import evaluate
-from rlrnn.core.hyperparams import default_config
-from rlrnn.core.loading import load_checkpoint
-from rlrnn.core.training import train
+from rlrnn.learning.evaluation import evaluate
+from rlrnn.learning.hyperparams import default_config
+from rlrnn.runs.loading import load_checkpoint
+from rlrnn.runs.training import train
 
 
 def main() -> None:

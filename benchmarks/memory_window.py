@@ -3,7 +3,8 @@
     python benchmarks/memory_window.py RUN [RUN ...] --env NoisyPositionOnlyCartPoleEasy-v1
 
 Plays the first run's final weights on ``--env`` (one episode per env, deterministic), records
-what the agent saw and the true velocities, and fits the linear probe of :mod:`rlrnn.tools.probe`
+what the agent saw and the true velocities, and fits the linear probe of
+:mod:`rlrnn.tools.probe.probe`
 (ridge, penalty chosen on held-out episodes) from the last k observations (zeros before the
 episode's start) to ``[x_dot, theta_dot]``, for growing k; then the same probe from each run's
 own features (a recurrent state, a frame stack's window) along the same trajectories. R² on the
@@ -20,9 +21,9 @@ import numpy as np
 import torch
 
 from envs import make_batched_env
-from rlrnn.core.loading import load_checkpoint
-from rlrnn.core.player import FirstEpisodes, Step, play
-from rlrnn.tools.probe import collect, fit_probe, r2_scores
+from rlrnn.learning.acting import FirstEpisodes, Step, step_policy
+from rlrnn.runs.loading import load_checkpoint
+from rlrnn.tools.probe.probe import collect, fit_probe, r2_scores
 
 WINDOWS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -78,7 +79,7 @@ def _observations(agent, env_id: str, episodes: int) -> np.ndarray:
         alive.append(first.running.clone())
         return first.going_on(step)
 
-    play(agent, env, record, seed=20_000, max_steps=env.max_episode_steps)
+    step_policy(agent, env, record, seed=20_000, max_steps=env.max_episode_steps)
     env.close()
     mask = torch.stack(alive, 1).numpy()  # (B, T)
     return torch.stack(seen, 1).numpy()[mask]  # (B, T, 2) -> (N, 2), episode-major

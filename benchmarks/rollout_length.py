@@ -22,9 +22,9 @@ import torch
 from provenance import provenance  # benchmarks/, beside this script
 
 from envs import make_batched_env
-from rlrnn.core.hyperparams import default_config
-from rlrnn.core.loading import build_agent
-from rlrnn.core.ppo import RecurrentPPO
+from rlrnn.learning.hyperparams import default_config
+from rlrnn.learning.ppo import PPOLearner
+from rlrnn.runs.loading import build_agent
 
 CASES = ((16, None), (16, 8), (128, None), (128, 32), (128, 16), (512, None), (512, 32))
 
@@ -37,7 +37,7 @@ def seconds_per_iteration(num_steps: int, bptt_len: int | None, repeats: int) ->
     config = dataclasses.replace(base, ppo=ppo)
     torch.manual_seed(0)
     env = make_batched_env(config.env_id, ppo.num_envs)
-    trainer = RecurrentPPO(build_agent(config, env.obs_dim, env.num_actions), env, ppo, 0)
+    trainer = PPOLearner(build_agent(config, env.obs_dim, env.num_actions), env, ppo, 0)
     trainer.iterate()  # warm-up
     times = []
     for _ in range(repeats):

@@ -37,8 +37,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 from torch import nn
 
 import envs  # noqa: F401  (registers PositionOnlyCartPole-v1)
-from rlrnn.core.evaluation import evaluate
-from rlrnn.core.sb3 import SB3Policy
+from rlrnn.learning.evaluation import evaluate
+from rlrnn.runs.sb3 import SB3Policy
 
 ENV_ID = "PositionOnlyCartPole-v1"
 THRESHOLD = 475.0

@@ -26,14 +26,14 @@ from typing import Any
 from provenance import provenance  # benchmarks/, beside this script
 
 from rlrnn.cli.options import add_config_arguments, config_from_args
-from rlrnn.core.config import RunConfig
-from rlrnn.core.evaluation import evaluate
-from rlrnn.core.hyperparams import default_config
-from rlrnn.core.loading import load_checkpoint
-from rlrnn.core.training import train
-from rlrnn.tools.seed_stats import bootstrap_interval, iqm
-from rlrnn.tools.stability import Stability, pooled_stays_solved, stability
-from rlrnn.tools.workers import Stopped, run_tasks
+from rlrnn.learning.config import RunConfig
+from rlrnn.learning.evaluation import evaluate
+from rlrnn.learning.hyperparams import default_config
+from rlrnn.runs.loading import load_checkpoint
+from rlrnn.runs.training import train
+from rlrnn.tools.common.seed_stats import bootstrap_interval, iqm
+from rlrnn.tools.common.stability import Stability, pooled_stays_solved, stability
+from rlrnn.tools.compare.workers import Stopped, run_tasks
 
 AGENTS = ("lstm", "gru", "lstm2", "framestack", "rnn")
 

@@ -9,7 +9,7 @@ Reports env steps per second over ``--iterations`` iterations after one warm-up 
 with the default agent and PPO settings except the number of envs (and 4 minibatches). With
 several ``--env`` the envs are measured side by side, one size at a time, in ``--rounds``
 interleaved rounds (the median is reported), so that a busy machine slows them alike.
-``--compile`` runs the hot loop through torch.compile (``rlrnn.core.compiled``) and reports the
+``--compile`` runs the hot loop through torch.compile (``rlrnn.learning.compiled``) and reports the
 compile seconds apart.
 """
 
@@ -23,10 +23,10 @@ import time
 import torch
 
 from envs import make_batched_env
-from rlrnn.core.compiled import compile_hot_loop
-from rlrnn.core.config import RunConfig, resolve_device
-from rlrnn.core.loading import build_agent
-from rlrnn.core.ppo import RecurrentPPO
+from rlrnn.learning.compiled import compile_hot_loop
+from rlrnn.learning.config import RunConfig, resolve_device
+from rlrnn.learning.ppo import PPOLearner
+from rlrnn.runs.loading import build_agent
 
 
 def measure(
@@ -43,7 +43,7 @@ def measure(
     torch.manual_seed(0)
     env = make_batched_env(config.env_id, num_envs, device)
     agent = build_agent(config, env.obs_dim, env.num_actions).to(device)
-    ppo = RecurrentPPO(agent, env, ppo_config, seed=0)
+    ppo = PPOLearner(agent, env, ppo_config, seed=0)
     compile_seconds = compile_hot_loop(ppo) if compiled else 0.0
     ppo.iterate()  # warm-up: allocations, cuDNN / kernel selection
     if device.type == "cuda":

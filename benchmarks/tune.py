@@ -2,7 +2,7 @@
 
 Each variant is ``name:key=value,key=value`` over RunConfig / AgentConfig / PPOConfig fields
 (tuples as ``pi_hidden=64/64``). Variants start from ``--agent``'s tuned defaults
-(rlrnn/core/hyperparams.py).
+(rlrnn/learning/hyperparams.py).
 
 The variants x seeds grid is an Optuna study run by ``rlrnn tune``'s engine: every point is
 enqueued once and run by exactly one worker, so ``--workers``, ``--storage`` and ``--study`` split
@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from envs import make_batched_env
-from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.core.hyperparams import Choice, Variants, default_config, with_values
 from rlrnn.errors import UsageError
 from rlrnn.files import make_writable_dir
-from rlrnn.tools.storage import check_study, create_study, describe, open_storage
-from rlrnn.tools.tune import Job, fill, load
-from rlrnn.tools.tune_setup import Setup, check_space
-from rlrnn.tools.tune_workers import run_local
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.learning.hyperparams import Choice, Variants, default_config, with_values
+from rlrnn.tools.common.storage import check_study, create_study, describe, open_storage
+from rlrnn.tools.tune.setup import Setup, check_space
+from rlrnn.tools.tune.tune import Job, fill, load
+from rlrnn.tools.tune.workers import run_local
 
 
 def parse_variant(text: str, base: RunConfig) -> tuple[str, dict[str, Any]]:
@@ -65,7 +65,7 @@ def median_or_none(values: list) -> float | None:
 
 def table(study: Any, names: list[str]) -> str:
     """Per variant: seeds solved, medians over the solved seeds, the mean final evaluation and
-    the mean stays-solved fraction of the solved seeds (rlrnn.tools.stability)."""
+    the mean stays-solved fraction of the solved seeds (rlrnn.tools.common.stability)."""
     lines = [
         "| variant | solved | median steps | median seconds | steps/s | final eval"
         " | stays solved |",

@@ -24,7 +24,7 @@ type (``episodes=0``, ``hidden_size=32.5``, an agent's name where a config goes,
 cannot fit in memory) is a :class:`rlrnn.errors.UsageError`, an env rlrnn cannot use an
 :class:`envs.EnvError`, raised before anything is written; ``train`` trains into a folder that
 holds a run only to resume it (``resume=True``). ``export(run, out, format="all")`` writes a
-trained policy as ONNX and TorchScript files with its state (:mod:`rlrnn.core.export`).
+trained policy as ONNX and TorchScript files with its state (:mod:`rlrnn.tools.export.export`).
 """
 
 from __future__ import annotations
@@ -36,15 +36,15 @@ __version__ = "0.1.0"
 
 # name -> module: imported on first use, so ``import rlrnn.cli`` stays light.
 _API = {
-    "AgentConfig": "rlrnn.core.config",
-    "PPOConfig": "rlrnn.core.config",
-    "RunConfig": "rlrnn.core.config",
-    "default_config": "rlrnn.core.hyperparams",
-    "train": "rlrnn.core.training",
-    "load_agent": "rlrnn.core.loading",
-    "evaluate": "rlrnn.core.evaluation",
-    "EvalResult": "rlrnn.core.evaluation",
-    "export": "rlrnn.core.export",
+    "AgentConfig": "rlrnn.learning.config",
+    "PPOConfig": "rlrnn.learning.config",
+    "RunConfig": "rlrnn.learning.config",
+    "default_config": "rlrnn.learning.hyperparams",
+    "train": "rlrnn.runs.training",
+    "load_agent": "rlrnn.runs.loading",
+    "evaluate": "rlrnn.learning.evaluation",
+    "EvalResult": "rlrnn.learning.evaluation",
+    "export": "rlrnn.tools.export.export",
 }
 __all__ = [
     "AgentConfig",
@@ -59,12 +59,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-    from rlrnn.core.evaluation import EvalResult, evaluate
-    from rlrnn.core.export import export
-    from rlrnn.core.hyperparams import default_config
-    from rlrnn.core.loading import load_agent
-    from rlrnn.core.training import train
+    from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+    from rlrnn.learning.evaluation import EvalResult, evaluate
+    from rlrnn.learning.hyperparams import default_config
+    from rlrnn.runs.loading import load_agent
+    from rlrnn.runs.training import train
+    from rlrnn.tools.export.export import export
 
 
 def __getattr__(name: str) -> Any:

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from rlrnn.cli import main
-from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.core.training import train
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.runs.training import train
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless rendering
 

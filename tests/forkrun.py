@@ -26,10 +26,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 PRELOADED = (  # everything the commands import, eagerly or lazily
     "torch", "gymnasium", "matplotlib.pyplot", "PIL.Image", "imageio_ffmpeg",
-    "rlrnn.core.loading", "rlrnn.core.plots", "rlrnn.core.sb3", "rlrnn.core.training",
-    "rlrnn.tools.claims", "rlrnn.tools.compare_report", "rlrnn.tools.gradflow_report",
-    "rlrnn.tools.probe_report", "rlrnn.tools.rendering", "rlrnn.tools.tune_report",
-    "rlrnn.tools.tune_workers", "rlrnn.cli",
+    "rlrnn.runs.loading", "rlrnn.runs.plots", "rlrnn.runs.sb3", "rlrnn.runs.training",
+    "rlrnn.tools.compare.claims", "rlrnn.tools.compare.report", "rlrnn.tools.gradflow.report",
+    "rlrnn.tools.probe.report", "rlrnn.tools.render.rendering", "rlrnn.tools.tune.report",
+    "rlrnn.tools.tune.workers", "rlrnn.cli",
 )  # fmt: skip
 for _module in PRELOADED:
     importlib.import_module(_module)

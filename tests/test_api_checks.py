@@ -22,9 +22,9 @@ from envs.spaces import ObservationError, encode
 from rlrnn import AgentConfig, PPOConfig, RunConfig, default_config, evaluate, load_agent, train
 from rlrnn.cli import main
 from rlrnn.cli.options import load_config_file
-from rlrnn.core.checkpoint import env_id_from_file
-from rlrnn.core.config import PPO_ADDED_LATER
 from rlrnn.errors import UsageError
+from rlrnn.learning.config import PPO_ADDED_LATER
+from rlrnn.runs.checkpoint import env_id_from_file
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ROOT / "tests" / "hostile"

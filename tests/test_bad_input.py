@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlrnn.core.config import PPOConfig, RunConfig
-from rlrnn.core.hyperparams import LogRange, default_config, search_space, with_values
-from rlrnn.core.rundir import LOCK, RunLock, prepare_run_dir
-from rlrnn.core.training import train
-from rlrnn.tools.compare import plan_runs
-from rlrnn.tools.storage import create_study, open_storage
-from rlrnn.tools.tune_setup import Setup
+from rlrnn.learning.config import PPOConfig, RunConfig
+from rlrnn.learning.hyperparams import LogRange, default_config, search_space, with_values
+from rlrnn.runs.folder import LOCK, RunLock, prepare_run_dir
+from rlrnn.runs.training import train
+from rlrnn.tools.common.storage import create_study, open_storage
+from rlrnn.tools.compare.compare import plan_runs
+from rlrnn.tools.tune.setup import Setup
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"  # env modules that misbehave
 EVIL = "evilenv:Evil-v0"  # names a module shipped beside a checkpoint
@@ -282,7 +282,7 @@ def evil_module(shared: Path) -> None:
 def sb3_weights(config: RunConfig) -> dict:
     from dataclasses import replace
 
-    from rlrnn.core.sb3 import _make_vec_env, build_model
+    from rlrnn.runs.sb3 import _make_vec_env, build_model
 
     one = replace(config, ppo=replace(config.ppo, num_envs=1, num_minibatches=1))
     return build_model(one, _make_vec_env(one, 1), "cpu").policy.state_dict()

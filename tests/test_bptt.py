@@ -10,20 +10,20 @@ import torch
 from envs import make_batched_env
 from rlrnn.cli import build_parser, main
 from rlrnn.cli.options import config_from_args
-from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.core.loading import build_agent
-from rlrnn.core.memory import check_training_memory, training_bytes
-from rlrnn.core.ppo import RecurrentPPO
 from rlrnn.errors import UsageError
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.learning.memory import check_training_memory, training_bytes
+from rlrnn.learning.ppo import PPOLearner
+from rlrnn.runs.loading import build_agent
 
 TINY = PPOConfig(total_timesteps=2048, num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2)
 
 
-def make_trainer(ppo: PPOConfig, agent: str = "lstm", shared: bool = True) -> RecurrentPPO:
+def make_trainer(ppo: PPOConfig, agent: str = "lstm", shared: bool = True) -> PPOLearner:
     torch.manual_seed(0)
     config = RunConfig(agent=AgentConfig(agent=agent, shared_core=shared), ppo=ppo)
     env = make_batched_env(config.env_id, ppo.num_envs)
-    return RecurrentPPO(build_agent(config, env.obs_dim, env.num_actions), env, ppo, seed=0)
+    return PPOLearner(build_agent(config, env.obs_dim, env.num_actions), env, ppo, seed=0)
 
 
 def trained_weights(ppo: PPOConfig, iterations: int = 3) -> list[torch.Tensor]:
@@ -175,7 +175,7 @@ def test_the_config_round_trips_through_json_and_older_files_load_as_the_whole_r
 def test_compile_warms_up_on_the_shapes_of_the_chunks(monkeypatch):
     """``--compile`` traces the loss on (K, T/K * B) sequences up front: training with
     ``bptt_len`` then compiles nothing more."""
-    from rlrnn.core.compiled import compile_hot_loop
+    from rlrnn.learning.compiled import compile_hot_loop
 
     original = torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn: original(fn, backend="aot_eager"))

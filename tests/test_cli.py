@@ -105,7 +105,7 @@ def test_console_script_and_mlp_agent(tmp_path):
 def test_help_lists_every_config_field():
     from dataclasses import fields
 
-    from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
+    from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
 
     text = run("train.py", "--help").stdout
     for cls in (AgentConfig, PPOConfig, RunConfig):

@@ -19,15 +19,15 @@ from stable_baselines3.common.monitor import Monitor
 
 from envs import PositionOnlyCartPoleEnv
 from rlrnn.cli import main
-from rlrnn.core.config import AGENT_NAMES
-from rlrnn.core.evaluation import evaluate
-from rlrnn.core.hyperparams import HYPERPARAMS, default_config
-from rlrnn.core.loading import load_checkpoint
-from rlrnn.core.sb3 import SB3Policy
-from rlrnn.tools.compare import _cached_evaluations, evaluation_key, evaluation_settings
-from rlrnn.tools.compare_report import bootstrap_ci
-from rlrnn.tools.seed_stats import iqm
-from rlrnn.tools.stability import pooled_stays_solved, stability
+from rlrnn.learning.config import AGENT_NAMES
+from rlrnn.learning.evaluation import evaluate
+from rlrnn.learning.hyperparams import HYPERPARAMS, default_config
+from rlrnn.runs.loading import load_checkpoint
+from rlrnn.runs.sb3 import SB3Policy
+from rlrnn.tools.common.seed_stats import iqm
+from rlrnn.tools.common.stability import pooled_stays_solved, stability
+from rlrnn.tools.compare.compare import _cached_evaluations, evaluation_key, evaluation_settings
+from rlrnn.tools.compare.report import bootstrap_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--total-timesteps", "1024", "--eval-interval", "512", "--episodes", "5"]

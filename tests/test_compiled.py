@@ -11,24 +11,25 @@ import pytest
 import torch
 
 from envs import TensorCartPole, make_batched_env
-from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.core.loading import build_agent
-from rlrnn.core.ppo import RecurrentPPO
-from rlrnn.core.ppo_step import act_step, minibatch_loss
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.learning.loss import ppo_loss
+from rlrnn.learning.ppo import PPOLearner
+from rlrnn.learning.rollout import act_step
+from rlrnn.runs.loading import build_agent
 
 TINY = PPOConfig(total_timesteps=4096, num_envs=8, num_steps=6, num_minibatches=2, update_epochs=1)
 
 
-def learner(agent: str = "lstm", **agent_options) -> RecurrentPPO:
+def learner(agent: str = "lstm", **agent_options) -> PPOLearner:
     torch.manual_seed(0)
     config = RunConfig(agent=AgentConfig(agent=agent, **agent_options), ppo=TINY)
     env = make_batched_env(config.env_id, TINY.num_envs)
-    ppo = RecurrentPPO(build_agent(config, env.obs_dim, env.num_actions), env, TINY, seed=0)
+    ppo = PPOLearner(build_agent(config, env.obs_dim, env.num_actions), env, TINY, seed=0)
     ppo.iterate()  # away from the initial weights, the normaliser moved
     return ppo
 
 
-def losses_and_grads(ppo: RecurrentPPO, loss_fn, rollout, envs, clip: float):
+def losses_and_grads(ppo: PPOLearner, loss_fn, rollout, envs, clip: float):
     ppo.agent.zero_grad(set_to_none=True)
     loss, stats = loss_fn(ppo.agent, rollout, envs, clip, ppo.config)
     loss.backward()
@@ -63,9 +64,9 @@ def test_the_minibatch_loss_traces_whole_and_equals_eager_on_a_fixed_rollout(age
     while rollout.episode_starts[1:, :4].sum() == 0:  # want resets inside replayed sequences
         rollout, _ = ppo.collect_rollout()
     envs = torch.tensor([2, 0, 3, 1])
-    compiled = torch.compile(minibatch_loss, backend="aot_eager", fullgraph=True)
+    compiled = torch.compile(ppo_loss, backend="aot_eager", fullgraph=True)
     for clip in (0.2, 0.1):  # two values of the annealed clip: one graph serves both
-        loss, stats, grads = losses_and_grads(ppo, minibatch_loss, rollout, envs, clip)
+        loss, stats, grads = losses_and_grads(ppo, ppo_loss, rollout, envs, clip)
         c_loss, c_stats, c_grads = losses_and_grads(ppo, compiled, rollout, envs, clip)
         torch.testing.assert_close(c_loss, loss, rtol=1e-5, atol=1e-6)
         for key in stats:
@@ -104,7 +105,7 @@ def test_the_acting_step_and_the_env_step_trace_whole_and_equal_eager():
 @pytest.mark.slow
 def test_compiled_training_equals_eager_to_float_tolerance():
     """Inductor's generated code, as ``--compile`` runs it (about 2 minutes on 2 cores)."""
-    from rlrnn.core.compiled import compile_hot_loop
+    from rlrnn.learning.compiled import compile_hot_loop
 
     eager, compiled = learner(), learner()
     seconds = compile_hot_loop(compiled)
@@ -118,7 +119,7 @@ def test_compiled_training_equals_eager_to_float_tolerance():
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
     rollout, _ = eager.collect_rollout()
     envs = torch.arange(4)
-    loss, _, grads = losses_and_grads(eager, minibatch_loss, rollout, envs, 0.2)
+    loss, _, grads = losses_and_grads(eager, ppo_loss, rollout, envs, 0.2)
     c_loss, _, c_grads = losses_and_grads(eager, compiled.loss_fn, rollout, envs, 0.2)
     torch.testing.assert_close(c_loss, loss, rtol=1e-5, atol=1e-6)
     for a, b in zip(c_grads, grads, strict=True):

@@ -19,10 +19,10 @@ import torch
 from envs.batched import env_sizes, observation_space
 from envs.spaces import encode
 from rlrnn import evaluate, export, load_agent
-from rlrnn.core.checkpoint import save_checkpoint
-from rlrnn.core.config import AgentConfig, RunConfig
-from rlrnn.core.loading import build_agent
 from rlrnn.errors import UsageError
+from rlrnn.learning.config import AgentConfig, RunConfig
+from rlrnn.runs.checkpoint import save_checkpoint
+from rlrnn.runs.loading import build_agent
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
 ort = pytest.importorskip("onnxruntime", reason="the export extra is not installed (.[export])")
@@ -270,7 +270,7 @@ def test_refusals_are_one_line_exit_2_and_leave_nothing(tiny_run, tmp_path, cli,
 def test_a_failed_write_leaves_no_folder_and_no_parent_made_for_it(
     tiny_run, tmp_path, cli, capsys, monkeypatch
 ):
-    from rlrnn.core import export as module
+    from rlrnn.tools.export import export as module
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -2,7 +2,7 @@
 
 import torch
 
-from rlrnn.core.gae import bootstrap_truncated, compute_gae
+from rlrnn.learning.gae import bootstrap_truncated, compute_gae
 
 
 def test_gae_matches_hand_computation_with_termination_and_truncation():

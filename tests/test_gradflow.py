@@ -10,7 +10,7 @@ from PIL import Image
 
 from rlrnn.cli import main
 from rlrnn.errors import UsageError
-from rlrnn.tools.gradflow import (
+from rlrnn.tools.gradflow.gradflow import (
     clipping_run,
     fresh_core,
     gradient_flow,

@@ -7,11 +7,11 @@ import torch
 
 from agents import TorchLSTM
 from envs import make_batched_env
-from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.core.host_syncs import count_host_syncs
-from rlrnn.core.loading import build_agent
-from rlrnn.core.ppo import RecurrentPPO
-from rlrnn.core.training import train
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.learning.host_syncs import count_host_syncs
+from rlrnn.learning.ppo import PPOLearner
+from rlrnn.runs.loading import build_agent
+from rlrnn.runs.training import train
 
 TINY = PPOConfig(total_timesteps=512, num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2)
 
@@ -57,7 +57,7 @@ def test_rollout_and_update_make_no_host_sync(agent, backend, extra, monkeypatch
     config = RunConfig(agent=AgentConfig(agent=agent, backend=backend), ppo=ppo_config)
     torch.manual_seed(0)
     env = make_batched_env(config.env_id, ppo_config.num_envs)
-    ppo = RecurrentPPO(build_agent(config, env.obs_dim, env.num_actions), env, ppo_config, 0)
+    ppo = PPOLearner(build_agent(config, env.obs_dim, env.num_actions), env, ppo_config, 0)
     ppo.iterate()  # the optimizer's state is made at the first step
     with count_host_syncs() as counts:
         ppo.iterate()

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from rlrnn.core.config import AgentConfig, RunConfig
-from rlrnn.core.evaluation import evaluate
-from rlrnn.core.hyperparams import default_config
-from rlrnn.core.loading import load_checkpoint
-from rlrnn.core.training import train
-from rlrnn.tools.stability import stability
+from rlrnn.learning.config import AgentConfig, RunConfig
+from rlrnn.learning.evaluation import evaluate
+from rlrnn.learning.hyperparams import default_config
+from rlrnn.runs.loading import load_checkpoint
+from rlrnn.runs.training import train
+from rlrnn.tools.common.stability import stability
 
 SOLVED = 475.0
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from rlrnn.cli import main
-from rlrnn.core.config import PPOConfig, RunConfig
-from rlrnn.core.rundir import (
+from rlrnn.errors import UsageError
+from rlrnn.files import atomic_write_text, make_writable_dir
+from rlrnn.learning.config import PPOConfig, RunConfig
+from rlrnn.runs.folder import (
     LOCK,
     MARKER,
     RunLock,
@@ -24,10 +26,8 @@ from rlrnn.core.rundir import (
     temp_files,
     writing_run,
 )
-from rlrnn.core.training import train
-from rlrnn.errors import UsageError
-from rlrnn.files import atomic_write_text, make_writable_dir
-from rlrnn.tools.compare import plan_runs, run_one
+from rlrnn.runs.training import train
+from rlrnn.tools.compare.compare import plan_runs, run_one
 
 TINY = RunConfig(ppo=PPOConfig(total_timesteps=512, num_envs=16, num_steps=16), eval_interval=0)
 MORE = ["--total-timesteps", "2560", "--quiet"]  # the tiny run has 2,048 steps: a resume goes on
@@ -283,7 +283,7 @@ def refuse(*args, **kwargs):
 
 @pytest.mark.parametrize("where", ["new", "nested", "empty"])
 def test_a_run_refused_before_it_writes_removes_what_rlrnn_made(tmp_path, monkeypatch, where):
-    monkeypatch.setattr("rlrnn.core.training.build_agent", refuse)  # after the folder is claimed
+    monkeypatch.setattr("rlrnn.runs.training.build_agent", refuse)  # after the folder is claimed
     run = {"new": tmp_path / "run", "nested": tmp_path / "a" / "b" / "run"}.get(where)
     if run is None:
         run = tmp_path / "run"
@@ -308,7 +308,7 @@ def test_a_refused_run_keeps_the_users_files_and_a_started_one_keeps_its_own(tmp
 
 
 def test_a_compare_run_refused_in_its_worker_leaves_no_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlrnn.core.training.build_agent", refuse)
+    monkeypatch.setattr("rlrnn.runs.training.build_agent", refuse)
     spec = plan_runs(["mlp"], [0], "PositionOnlyCartPole-v1", tmp_path / "out", {"device": "cpu"})
     (tmp_path / "out").mkdir()
     with pytest.raises(UsageError, match="a check refused the run"):
@@ -317,7 +317,7 @@ def test_a_compare_run_refused_in_its_worker_leaves_no_folder(tmp_path, monkeypa
 
 
 def test_a_cli_run_folder_refused_after_it_was_made_is_removed(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("rlrnn.core.training.build_agent", refuse)
+    monkeypatch.setattr("rlrnn.runs.training.build_agent", refuse)
     args = ["train", "--run-dir", str(tmp_path / "runs" / "new"), "--total-timesteps", "2048"]
     assert main([*args, "--quiet"]) == 2
     assert "a check refused the run" in one_error_line(capsys)

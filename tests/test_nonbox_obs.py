@@ -14,10 +14,10 @@ import torch
 from envs import make_batched_env
 from envs.batched import EnvError, check_env_id, env_sizes
 from envs.spaces import encode, flat_size
-from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.core.evaluation import evaluate
-from rlrnn.core.loading import load_checkpoint
-from rlrnn.core.training import train
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.learning.evaluation import evaluate
+from rlrnn.runs.loading import load_checkpoint
+from rlrnn.runs.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ROOT / "tests" / "hostile"

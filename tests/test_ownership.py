@@ -13,11 +13,11 @@ import pytest
 from processes import start_training, wait_for
 
 from rlrnn.cli import main
-from rlrnn.core.config import PPOConfig, RunConfig
-from rlrnn.core.rundir import LOCK, MARKER, RunLock, made_by_rlrnn, prepare_run_dir
-from rlrnn.core.training import train
 from rlrnn.errors import UsageError
-from rlrnn.tools.compare import plan_runs
+from rlrnn.learning.config import PPOConfig, RunConfig
+from rlrnn.runs.folder import LOCK, MARKER, RunLock, made_by_rlrnn, prepare_run_dir
+from rlrnn.runs.training import train
+from rlrnn.tools.compare.compare import plan_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_ARGS = [
@@ -90,7 +90,7 @@ def test_a_stale_lock_is_taken_over_and_every_way_out_releases_the_lock(tmp_path
 
 def test_a_second_process_is_refused_while_the_lock_is_held(tmp_path):
     hold = (
-        "from rlrnn.core.rundir import RunLock;"
+        "from rlrnn.runs.folder import RunLock;"
         f" RunLock({str(tmp_path)!r}).__enter__(); print('held')"
     )
 
@@ -146,7 +146,7 @@ def test_compare_clears_only_what_rlrnn_wrote_and_says_so(tmp_path, capsys):
 
 
 def test_clear_refuses_a_folder_without_the_marker(tmp_path):
-    from rlrnn.core.rundir import clear_run
+    from rlrnn.runs.folder import clear_run
 
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(UsageError, match="cannot tell that it made that folder"):

@@ -20,11 +20,11 @@ from envs import (
 )
 from envs.batched import check_env_id, env_sizes, is_registered
 from envs.variants import VariantError, variant_params
-from rlrnn.core.config import PPOConfig, RunConfig
-from rlrnn.core.evaluation import evaluate
-from rlrnn.core.loading import load_checkpoint
-from rlrnn.core.training import train
 from rlrnn.errors import UsageError
+from rlrnn.learning.config import PPOConfig, RunConfig
+from rlrnn.learning.evaluation import evaluate
+from rlrnn.runs.loading import load_checkpoint
+from rlrnn.runs.training import train
 
 HIGH = np.array([4.8, 0.41887903], dtype=np.float32)  # the position-only observation box
 
@@ -200,9 +200,9 @@ def test_bad_parameters_on_the_command_line_are_one_line_and_exit_2(tmp_path):
 
 
 def test_the_probe_reads_the_true_velocities_behind_the_noise():
-    from rlrnn.core.config import RunConfig
-    from rlrnn.core.loading import build_agent
-    from rlrnn.tools.probe import collect, has_cartpole_state
+    from rlrnn.learning.config import RunConfig
+    from rlrnn.runs.loading import build_agent
+    from rlrnn.tools.probe.probe import collect, has_cartpole_state
 
     env_id = "NoisyPositionOnlyCartPoleHard-v1"
     assert has_cartpole_state(env_id) and not has_cartpole_state("Acrobot-v1")

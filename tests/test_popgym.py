@@ -6,10 +6,10 @@ import os
 import pytest
 
 from envs.batched import env_sizes, is_registered
-from rlrnn.core.evaluation import evaluate
-from rlrnn.core.loading import load_checkpoint
-from rlrnn.tools import compare
-from rlrnn.tools.compare_report import write_report
+from rlrnn.learning.evaluation import evaluate
+from rlrnn.runs.loading import load_checkpoint
+from rlrnn.tools.compare import compare
+from rlrnn.tools.compare.report import write_report
 
 if os.environ.get("RLRNN_REQUIRE_POPGYM") != "1":
     pytest.importorskip("popgym", reason="the popgym extra is not installed (.[popgym])")

@@ -10,21 +10,21 @@ import torch
 
 from agents import RunningNorm
 from envs import make_batched_env
-from rlrnn.core.checkpoint import save_checkpoint
-from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.core.loading import build_agent, load_checkpoint
-from rlrnn.core.ppo import KL_LR_BOUNDS, KL_LR_FACTOR, EpisodeStats, RecurrentPPO
-from rlrnn.core.training import train
 from rlrnn.errors import UsageError
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.learning.ppo import KL_LR_BOUNDS, KL_LR_FACTOR, EpisodeStats, PPOLearner
+from rlrnn.runs.checkpoint import save_checkpoint
+from rlrnn.runs.loading import build_agent, load_checkpoint
+from rlrnn.runs.training import train
 
 TINY = PPOConfig(total_timesteps=2048, num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2)
 
 
-def make_trainer(agent: str = "lstm", shared: bool = True) -> RecurrentPPO:
+def make_trainer(agent: str = "lstm", shared: bool = True) -> PPOLearner:
     torch.manual_seed(0)
     config = RunConfig(agent=AgentConfig(agent=agent, shared_core=shared), ppo=TINY)
     env = make_batched_env(config.env_id, TINY.num_envs)
-    return RecurrentPPO(build_agent(config, env.obs_dim, env.num_actions), env, TINY, seed=0)
+    return PPOLearner(build_agent(config, env.obs_dim, env.num_actions), env, TINY, seed=0)
 
 
 @pytest.mark.parametrize(

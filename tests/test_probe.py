@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from rlrnn.cli import main
-from rlrnn.core.config import AgentConfig, RunConfig
-from rlrnn.core.loading import build_agent
 from rlrnn.errors import UsageError
-from rlrnn.tools.probe import (
+from rlrnn.learning.config import AgentConfig, RunConfig
+from rlrnn.runs.loading import build_agent
+from rlrnn.tools.probe.probe import (
     ALPHAS,
     VELOCITY_KEYS,
     collect,

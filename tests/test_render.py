@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from rlrnn.cli import main
-from rlrnn.core.config import PPOConfig
-from rlrnn.core.loading import load_checkpoint
 from rlrnn.errors import UsageError
 from rlrnn.files import check_output_path
-from rlrnn.tools import sinks
-from rlrnn.tools.overlay import draw_overlay, overlay_lines
-from rlrnn.tools.rendering import RenderRequest, play
+from rlrnn.learning.config import PPOConfig
+from rlrnn.runs.loading import load_checkpoint
+from rlrnn.tools.render import sinks
+from rlrnn.tools.render.overlay import draw_overlay, overlay_lines
+from rlrnn.tools.render.rendering import RenderRequest, render_episodes
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "PositionOnlyCartPole-v1"
@@ -45,7 +45,9 @@ def leftovers(directory: Path) -> list[str]:
 def test_gif_has_one_frame_per_step_and_reopens(runs, tmp_path):
     agent, config = agent_of(runs["lstm"])
     out = tmp_path / "play.gif"
-    result = play(agent, config.env_id, [out], episodes=2, max_steps=12, agent_name="lstm")
+    result = render_episodes(
+        agent, config.env_id, [out], episodes=2, max_steps=12, agent_name="lstm"
+    )
     assert result.frames == sum(result.lengths) and len(result.lengths) == 2
     assert all(0 < n <= 12 for n in result.lengths)
     assert result.estimates  # a recurrent agent gets velocity estimates from a fitted probe
@@ -61,7 +63,7 @@ def test_gif_has_one_frame_per_step_and_reopens(runs, tmp_path):
 def test_mp4_reopens_with_every_frame(runs, tmp_path):
     agent, config = agent_of(runs["mlp"])
     out = tmp_path / "play.mp4"
-    result = play(agent, config.env_id, [out], episodes=1, max_steps=9)
+    result = render_episodes(agent, config.env_id, [out], episodes=1, max_steps=9)
     assert not result.estimates  # a feedforward agent keeps no state to read velocities from
     frames = read_frames(out)
     assert frames.shape == (result.frames, 400, 600, 3) and result.frames == result.lengths[0]
@@ -72,9 +74,11 @@ def test_mp4_reopens_with_every_frame(runs, tmp_path):
 def test_window_plays_headless(runs, monkeypatch):
     agent, config = agent_of(runs["lstm"])
     with pytest.raises(UsageError, match=r"no display to show a window on .*'dummy'"):
-        play(agent, config.env_id, ["human"], max_steps=5, fps=1000)  # it would show nothing
+        render_episodes(
+            agent, config.env_id, ["human"], max_steps=5, fps=1000
+        )  # it would show nothing
     monkeypatch.setattr(sinks, "NO_WINDOW_DRIVERS", ())  # the window code, shown nowhere
-    result = play(agent, config.env_id, ["human"], max_steps=5, fps=1000)
+    result = render_episodes(agent, config.env_id, ["human"], max_steps=5, fps=1000)
     assert result.frames == result.lengths[0] <= 5 and not result.stopped
 
 
@@ -105,7 +109,7 @@ def test_failed_recording_leaves_no_file(runs, tmp_path):
     for name in ("a.gif", "a.mp4"):
         calls = 0
         with pytest.raises(RuntimeError, match="boom"):
-            play(agent, config.env_id, [tmp_path / name], max_steps=50)
+            render_episodes(agent, config.env_id, [tmp_path / name], max_steps=50)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlrnn.core import compiled
-from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.core.training import train
+from rlrnn.learning import compiled
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.runs.training import train
 
-# The training statistics both kinds of run log (rlrnn's trainer: rlrnn.core.training).
+# The training statistics both kinds of run log (rlrnn's trainer: rlrnn.runs.training).
 SHARED = {
     "losses/value_loss",
     "losses/policy_loss",

@@ -1,7 +1,7 @@
 """The stays-solved measures over a run's periodic evaluations."""
 
-from rlrnn.tools.seed_stats import bootstrap_interval, iqm
-from rlrnn.tools.stability import pooled_stays_solved, stability
+from rlrnn.tools.common.seed_stats import bootstrap_interval, iqm
+from rlrnn.tools.common.stability import pooled_stays_solved, stability
 
 
 def evals(*means: float) -> list[dict[str, float]]:

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from processes import rlrnn
 
-from rlrnn.tools.compare_report import AgentResult, plot_learning_curves
-from rlrnn.tools.suites import (
+from rlrnn.tools.compare.report import AgentResult, plot_learning_curves
+from rlrnn.tools.compare.suites import (
     EVAL_INTERVAL,
     FULL_MEMORY_ENVS,
     MEMORY_AGENTS,

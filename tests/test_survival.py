@@ -16,12 +16,12 @@ import torch
 from processes import children_of, start_training, still_running, wait_for, wait_for_children
 
 from rlrnn.cli import main
-from rlrnn.core.checkpoint import FORMAT_VERSION, read_checkpoint
-from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.core.loading import load_checkpoint
-from rlrnn.core.ppo import RecurrentPPO
-from rlrnn.core.training import train
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.learning.ppo import PPOLearner
+from rlrnn.runs.checkpoint import FORMAT_VERSION, read_checkpoint
+from rlrnn.runs.loading import load_checkpoint
+from rlrnn.runs.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = RunConfig(
@@ -50,7 +50,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 def stop_at(monkeypatch, env_steps: int, signum: int = signal.SIGINT) -> None:
     """Send ``signum`` to this process once training reaches ``env_steps`` (a real signal)."""
-    original = RecurrentPPO.iterate
+    original = PPOLearner.iterate
 
     def iterate(self):
         out = original(self)
@@ -58,7 +58,7 @@ def stop_at(monkeypatch, env_steps: int, signum: int = signal.SIGINT) -> None:
             os.kill(os.getpid(), signum)
         return out
 
-    monkeypatch.setattr(RecurrentPPO, "iterate", iterate)
+    monkeypatch.setattr(PPOLearner, "iterate", iterate)
 
 
 KL_ADAPTIVE = dataclasses.replace(SMALL, ppo=dataclasses.replace(SMALL.ppo, desired_kl=0.002))
@@ -157,7 +157,7 @@ def test_kill_9_at_random_moments_leaves_a_loadable_run(tmp_path):
 
 def poison(monkeypatch, iterations: set[int]) -> None:
     """Make the update at the given iterations produce NaN weights, as a blow-up would."""
-    original = RecurrentPPO.update
+    original = PPOLearner.update
 
     def update(self, rollout, progress):
         stats = original(self, rollout, progress)
@@ -166,7 +166,7 @@ def poison(monkeypatch, iterations: set[int]) -> None:
                 next(self.agent.parameters()).fill_(float("nan"))
         return stats
 
-    monkeypatch.setattr(RecurrentPPO, "update", update)
+    monkeypatch.setattr(PPOLearner, "update", update)
 
 
 def test_a_non_finite_update_is_rolled_back_and_training_goes_on(tmp_path, monkeypatch):
@@ -262,7 +262,7 @@ def test_ctrl_c_while_compare_workers_start_is_one_line_and_leaves_no_process(tm
 
 
 def test_sigterm_to_compare_stops_its_training_workers_cleanly(tmp_path):
-    from rlrnn.tools.compare import next_step, plan_runs
+    from rlrnn.tools.compare.compare import next_step, plan_runs
 
     out = tmp_path / "report"
     args = ["--agents", "lstm", "--seeds", "2", "--workers", "2", "--total-timesteps", "400000"]

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from rlrnn.cli import main
-from rlrnn.core.config import AgentConfig, PPOConfig, RunConfig
-from rlrnn.core.threads import torch_threads
-from rlrnn.core.training import train
-from rlrnn.tools import sinks
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.learning.threads import torch_threads
+from rlrnn.runs.training import train
+from rlrnn.tools.render import sinks
 
 THREADS = 2  # the runs' setting; the tests start from 1 (conftest), so a missed setting shows
 TINY = PPOConfig(total_timesteps=1024, num_envs=16, num_steps=16)

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from envs.batched import is_registered
-from rlrnn.core.checkpoint import env_id_from_file
 from rlrnn.errors import UsageError
-from rlrnn.tools.compare import plan_runs
+from rlrnn.runs.checkpoint import env_id_from_file
+from rlrnn.tools.compare.compare import plan_runs
 
 EVIL = "evilenv:Evil-v0"
 

@@ -16,7 +16,7 @@ import processes
 import pytest
 from optuna.trial import TrialState
 
-from rlrnn.core.hyperparams import (
+from rlrnn.learning.hyperparams import (
     SEARCH_SPACES,
     LogRange,
     default_config,
@@ -24,11 +24,11 @@ from rlrnn.core.hyperparams import (
     value_of,
     with_values,
 )
-from rlrnn.core.safety import StopSignals
-from rlrnn.core.training import train
-from rlrnn.tools.storage import open_storage
-from rlrnn.tools.tune import Job, Objective
-from rlrnn.tools.tune_setup import Setup, check_space, intermediate_value, score
+from rlrnn.runs.safety import StopSignals
+from rlrnn.runs.training import train
+from rlrnn.tools.common.storage import open_storage
+from rlrnn.tools.tune.setup import Setup, check_space, intermediate_value, score
+from rlrnn.tools.tune.tune import Job, Objective
 
 ROOT = Path(__file__).resolve().parents[1]
 # Trials of 4,096 env steps (the largest rollout in the lstm's space), evaluated every 2,048.

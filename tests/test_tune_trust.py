@@ -20,14 +20,14 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from processes import rlrnn, still_running, wait_for_children
 
-from rlrnn.core.hyperparams import default_config, search_space, with_values
-from rlrnn.core.safety import StopSignals
 from rlrnn.errors import UsageError
-from rlrnn.tools import tune
-from rlrnn.tools.storage import create_study, open_storage
-from rlrnn.tools.tune import Job, Objective, best_trial, run_worker
-from rlrnn.tools.tune_report import write_report
-from rlrnn.tools.tune_setup import Setup
+from rlrnn.learning.hyperparams import default_config, search_space, with_values
+from rlrnn.runs.safety import StopSignals
+from rlrnn.tools.common.storage import create_study, open_storage
+from rlrnn.tools.tune import tune
+from rlrnn.tools.tune.report import write_report
+from rlrnn.tools.tune.setup import Setup
+from rlrnn.tools.tune.tune import Job, Objective, best_trial, run_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--total-timesteps", "4096", "--eval-interval", "2048", "--eval-episodes", "3"]

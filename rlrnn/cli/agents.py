@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from agents import AGENTS
-from rlrnn.core.config import SB3_AGENTS
-from rlrnn.core.hyperparams import describe
+from rlrnn.learning.config import SB3_AGENTS
+from rlrnn.learning.hyperparams import describe
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "agents",
         help="list the agents and their tuned defaults",
         description="The agents --agent accepts, and what each one's tuned defaults change"
-        " (rlrnn/core/hyperparams.py); options on the command line override them.",
+        " (rlrnn/learning/hyperparams.py); options on the command line override them.",
     )
     p.set_defaults(handler=run)
 

@@ -1,6 +1,6 @@
 """``rlrnn compare``: agents x seeds on one env, trained side by side, judged the same way, and a
-report folder (:mod:`rlrnn.tools.compare`, :mod:`rlrnn.tools.compare_report`); ``--storage``
-splits the cells between machines (:mod:`rlrnn.tools.claims`)."""
+report folder (:mod:`rlrnn.tools.compare.compare`, :mod:`rlrnn.tools.compare.report`); ``--storage``
+splits the cells between machines (:mod:`rlrnn.tools.compare.claims`)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlrnn.cli.options import HelpFormatter, seed_int
-from rlrnn.core.config import AGENT_NAMES, DEVICES
 from rlrnn.errors import UsageError
+from rlrnn.learning.config import AGENT_NAMES, DEVICES
 
 if TYPE_CHECKING:
-    from rlrnn.tools.claims import Claims
-    from rlrnn.tools.compare import RunSpec
+    from rlrnn.tools.compare.claims import Claims
+    from rlrnn.tools.compare.compare import RunSpec
 
 DEFAULT_AGENTS = ("mlp", "framestack", "lstm")
 FULL_AGENTS = AGENT_NAMES
@@ -72,12 +72,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # The work's modules (the trainer, worker processes, matplotlib) load when the command runs.
     from envs.batched import check_env_id
-    from rlrnn.core.config import resolve_device
-    from rlrnn.core.memory import check_acting_memory
     from rlrnn.files import make_writable_dir
-    from rlrnn.tools import compare
-    from rlrnn.tools.claims import run_claimed
-    from rlrnn.tools.compare_report import results_markdown, write_report
+    from rlrnn.learning.config import resolve_device
+    from rlrnn.learning.memory import check_acting_memory
+    from rlrnn.tools.compare import compare
+    from rlrnn.tools.compare.claims import run_claimed
+    from rlrnn.tools.compare.report import results_markdown, write_report
 
     if args.suite is not None:
         return run_suite(args)
@@ -157,7 +157,7 @@ def _seeds_and_overrides(
 
 def run_suite(args: argparse.Namespace) -> int:
     """``--suite``: the suite's envs and agents, one report per env and a summary."""
-    from rlrnn.tools import suites
+    from rlrnn.tools.compare import suites
 
     given = {"--agents": args.agents, "--runs": args.runs, "--frame-stack": args.frame_stack}
     given |= {"--storage": args.storage, "--env": "--env" in args.argv}
@@ -187,7 +187,7 @@ def run_suite(args: argparse.Namespace) -> int:
 
 def _claims(args: argparse.Namespace, specs: list[RunSpec]) -> Claims | None:
     """The shared queue of ``specs`` in ``--storage`` (None without it)."""
-    from rlrnn.tools.claims import Claims
+    from rlrnn.tools.compare.claims import Claims
 
     if args.storage is None:
         if args.study is not None:

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from rlrnn.cli.options import HelpFormatter, finite_float, seed_int
-from rlrnn.core.config import DEVICES
 from rlrnn.errors import UsageError
+from rlrnn.learning.config import DEVICES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,13 +68,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # The work's modules (the renderer's pygame, SB3 for its agents) load when the command runs.
     from envs.batched import check_env_id
-    from rlrnn.core.checkpoint import checkpoint_path
-    from rlrnn.core.config import resolve_device
-    from rlrnn.core.evaluation import evaluate
-    from rlrnn.core.loading import load_checkpoint
-    from rlrnn.core.memory import check_acting_memory
-    from rlrnn.core.threads import torch_threads
-    from rlrnn.tools.rendering import RenderRequest
+    from rlrnn.learning.config import resolve_device
+    from rlrnn.learning.evaluation import evaluate
+    from rlrnn.learning.memory import check_acting_memory
+    from rlrnn.learning.threads import torch_threads
+    from rlrnn.runs.checkpoint import checkpoint_path
+    from rlrnn.runs.loading import load_checkpoint
+    from rlrnn.tools.render.rendering import RenderRequest
 
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     check_acting_memory(config, env_id, args.episodes, device, "--episodes")
     deterministic = not args.stochastic
     with torch_threads(config.torch_threads):  # as the run trained: 1 by default
-        rendered = render and render.play(
+        rendered = render and render.render(
             agent,
             env_id,
             agent_name=config.agent.agent,

@@ -1,5 +1,5 @@
 """``rlrnn export``: a trained policy as ONNX and TorchScript files with a sidecar JSON, to run
-without rlrnn (:mod:`rlrnn.core.export`)."""
+without rlrnn (:mod:`rlrnn.tools.export.export`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rlrnn.cli.options import HelpFormatter
 
-FORMATS = ("onnx", "torchscript", "all")  # as rlrnn.core.export.FORMATS (imported when run)
+FORMATS = ("onnx", "torchscript", "all")  # as rlrnn.tools.export.export.FORMATS (imported when run)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlrnn.core.export import SIDECAR, export
+    from rlrnn.tools.export.export import SIDECAR, export
 
     out = export(args.run, args.out, args.format, args.checkpoint, env_id=args.env_id)
     files = sorted(path.name for path in out.iterdir())

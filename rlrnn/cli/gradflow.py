@@ -1,6 +1,7 @@
 """``rlrnn gradflow``: how far back does the gradient reach? Norms through the recurrence of
-trained and fresh cores, and short runs with and without clipping (:mod:`rlrnn.tools.gradflow`,
-its figure and report in :mod:`rlrnn.tools.gradflow_report`)."""
+trained and fresh cores, and short runs with and without clipping
+(:mod:`rlrnn.tools.gradflow.gradflow`,
+its figure and report in :mod:`rlrnn.tools.gradflow.report`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 
 from agents.registry import AGENTS
 from rlrnn.cli.options import HelpFormatter, finite_float, seed_int
-from rlrnn.core.config import DEVICES
 from rlrnn.errors import UsageError
+from rlrnn.learning.config import DEVICES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,8 +77,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlrnn.core.config import resolve_device
-    from rlrnn.tools.gradflow_report import describe_report, gradflow_runs  # matplotlib: when run
+    from rlrnn.learning.config import resolve_device
+    from rlrnn.tools.gradflow.report import describe_report, gradflow_runs  # matplotlib: when run
 
     for name, value in (
         ("steps", args.steps),

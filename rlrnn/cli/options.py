@@ -12,15 +12,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from rlrnn.core.config import (
+from rlrnn.errors import EXIT_USAGE, UsageError
+from rlrnn.learning.config import (
     AgentConfig,
     PPOConfig,
     RunConfig,
     check_seed,
     show_value,
 )
-from rlrnn.core.hyperparams import config_from_file_data
-from rlrnn.errors import EXIT_USAGE, UsageError
+from rlrnn.learning.hyperparams import config_from_file_data
 
 
 class Parser(argparse.ArgumentParser):
@@ -127,7 +127,7 @@ def load_config_file(path: Path) -> RunConfig:
     """The config in ``path``: a run's ``config.json``, or a tuned file (``rlrnn tune``'s
     ``best.json``: the same with a ``"tuned"`` entry saying where it came from), or a partial
     config applied on top of its agent's defaults
-    (:func:`rlrnn.core.hyperparams.config_from_file_data`). ``path`` may be a pipe
+    (:func:`rlrnn.learning.hyperparams.config_from_file_data`). ``path`` may be a pipe
     (``/dev/stdin``)."""
     path = Path(path)
     try:

@@ -1,5 +1,5 @@
 """``rlrnn probe``: what does the agent remember? A linear probe for the hidden velocities
-(:mod:`rlrnn.tools.probe`, its figure and report in :mod:`rlrnn.tools.probe_report`)."""
+(:mod:`rlrnn.tools.probe.probe`, its figure and report in :mod:`rlrnn.tools.probe.report`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from rlrnn.cli.options import HelpFormatter, finite_float, seed_int
-from rlrnn.core.config import DEVICES
 from rlrnn.errors import UsageError
+from rlrnn.learning.config import DEVICES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,8 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlrnn.core.config import resolve_device
-    from rlrnn.tools.probe_report import describe_report, probe_runs  # matplotlib: when run
+    from rlrnn.learning.config import resolve_device
+    from rlrnn.tools.probe.report import describe_report, probe_runs  # matplotlib: when run
 
     if args.episodes < 3:
         raise UsageError(

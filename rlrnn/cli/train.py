@@ -12,8 +12,8 @@ from rlrnn.cli.options import (
     config_from_args,
     load_config_file,
 )
-from rlrnn.core.config import shell_path
 from rlrnn.errors import UsageError, WriteFailed
+from rlrnn.learning.config import shell_path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,14 +51,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # The work's modules (TensorBoard, the trainer) load when the command runs, not for --help.
     from envs.batched import check_env_id
-    from rlrnn.core.checkpoint import env_id_from_file
-    from rlrnn.core.config import resolve_device
-    from rlrnn.core.hyperparams import default_config
-    from rlrnn.core.memory import check_training_memory
-    from rlrnn.core.resume import LAST, check_resume, saved_run
-    from rlrnn.core.rundir import prepare_run_dir
-    from rlrnn.core.training import train
     from rlrnn.files import make_writable_dir
+    from rlrnn.learning.config import resolve_device
+    from rlrnn.learning.hyperparams import default_config
+    from rlrnn.learning.memory import check_training_memory
+    from rlrnn.runs.checkpoint import env_id_from_file
+    from rlrnn.runs.folder import prepare_run_dir
+    from rlrnn.runs.resume import LAST, check_resume, saved_run
+    from rlrnn.runs.training import train
 
     env_given = getattr(args, "env_id", None) is not None  # the user's choice: trusted
     if args.resume is not None:

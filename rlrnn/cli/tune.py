@@ -1,5 +1,5 @@
 """``rlrnn tune``: an Optuna study over one agent's hyperparameters on one env, on this machine's
-worker processes and any other machine that joins its storage (:mod:`rlrnn.tools.tune`)."""
+worker processes and any other machine that joins its storage (:mod:`rlrnn.tools.tune.tune`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from rlrnn.cli.options import HelpFormatter, finite_float, seed_int
-from rlrnn.core.config import AGENT_NAMES, DEVICES
 from rlrnn.errors import UsageError
-from rlrnn.tools.tune_setup import OBJECTIVES
+from rlrnn.learning.config import AGENT_NAMES, DEVICES
+from rlrnn.tools.tune.setup import OBJECTIVES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "tune",
         help="tune an agent's hyperparameters: an Optuna study, on one machine or many",
         description="Run trials of an agent with hyperparameters drawn from its search space"
-        " (rlrnn/core/hyperparams.py), the first trial its defaults; prune runs that fall behind at"
+        " (rlrnn/learning/hyperparams.py), the first trial its defaults; prune runs that fall"
+        " behind at"
         " the periodic evaluations; write trials.csv, trials.md, history.png, importance.png"
         " and best.json (train it: python train.py --config best.json), the best trial being"
         " always one that solved under the seconds and steps objectives. Seconds are CPU seconds"
@@ -101,14 +102,14 @@ def run(args: argparse.Namespace) -> int:
     # The work's modules (Optuna, the trainer) load when the command runs, not for --help.
     from envs import make_batched_env
     from envs.batched import check_env_id
-    from rlrnn.core.config import resolve_device
-    from rlrnn.core.hyperparams import default_config, search_space, with_values
     from rlrnn.files import check_can_create, check_no_link_below, make_writable_dir
-    from rlrnn.tools import storage as st
-    from rlrnn.tools import tune
-    from rlrnn.tools.tune_report import describe, write_report
-    from rlrnn.tools.tune_setup import Setup, check_space
-    from rlrnn.tools.tune_workers import check_workers, run_local
+    from rlrnn.learning.config import resolve_device
+    from rlrnn.learning.hyperparams import default_config, search_space, with_values
+    from rlrnn.tools.common import storage as st
+    from rlrnn.tools.tune import tune
+    from rlrnn.tools.tune.report import describe, write_report
+    from rlrnn.tools.tune.setup import Setup, check_space
+    from rlrnn.tools.tune.workers import check_workers, run_local
 
     for name in ("trials", "workers", "max_trials", "total_timesteps", "eval_interval"):
         value = getattr(args, name)

@@ -1,13 +1,16 @@
-"""The tools that look at trained agents and run many of them; built on :mod:`rlrnn.core`,
-never imported by it.
+"""The tools that look at trained agents and run many of them; built on :mod:`rlrnn.runs` and
+:mod:`rlrnn.learning`, never imported by them. One sub-package per family:
 
-- ``compare`` (plan, train and evaluate agents x seeds), ``compare_report`` (statistics, tables,
-  figure), ``workers`` (the worker processes), ``claims`` (cells shared through a storage);
-- ``tune`` (Optuna trials), ``tune_setup`` (objectives), ``tune_report``, ``tune_workers``
-  (local processes, ``python -m rlrnn.tools.tune_workers``), ``storage`` (shared studies);
-- ``stability``: does a run stay solved (measures over its evaluations);
-- ``probe`` (a linear probe of the hidden state) and ``probe_report``;
-- ``gradflow`` (gradient norms through time, clipping runs) and ``gradflow_report``;
-- ``rendering`` (episodes played to a window or a file), ``sinks`` (window, MP4, GIF),
-  ``overlay`` (the text on each frame).
+- ``compare``: plan, train and evaluate agents x seeds (``compare``), its statistics, tables and
+  figure (``report``), the suites (``suites``), worker processes (``workers``), cells shared
+  through a storage (``claims``);
+- ``tune``: Optuna trials (``tune``), objectives (``setup``), the report (``report``), local
+  worker processes (``workers``, ``python -m rlrnn.tools.tune.workers``);
+- ``common``: what compare and tune share: shared studies (``storage``), does a run stay solved
+  (``stability``), statistics over seeds (``seed_stats``);
+- ``probe``: a linear probe of the hidden state (``probe``) and its report (``report``);
+- ``gradflow``: gradient norms through time, clipping runs (``gradflow``), its report;
+- ``render``: episodes played to a window or a file (``rendering``), the sinks (window, MP4,
+  GIF), the text on each frame (``overlay``);
+- ``export``: a trained policy as ONNX and TorchScript files (``export``), the graph (``graph``).
 """

@@ -1,0 +1,1 @@
+"""What compare and tune share: study storages and statistics over seeds and runs."""

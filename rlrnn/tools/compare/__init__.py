@@ -1,0 +1,1 @@
+"""Compare agents over seeds: train, evaluate final weights, report."""

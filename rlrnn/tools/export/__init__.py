@@ -1,0 +1,1 @@
+"""A trained policy written as ONNX and TorchScript files that carry its recurrent state."""

@@ -1,0 +1,1 @@
+"""Gradient flow through time, and what gradient clipping does to it."""

@@ -1,0 +1,1 @@
+"""Tune an agent's hyperparameters with Optuna, over workers sharing one study."""
