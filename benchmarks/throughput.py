@@ -24,7 +24,8 @@ import torch
 
 from envs import make_batched_env
 from rlrnn.learning.compiled import compile_hot_loop
-from rlrnn.learning.config import RunConfig, resolve_device
+from rlrnn.learning.config import RunConfig
+from rlrnn.learning.fields import resolve_device
 from rlrnn.learning.ppo import PPOLearner
 from rlrnn.runs.loading import build_agent
 

@@ -22,7 +22,7 @@ from envs.spaces import ObservationError, encode
 from rlrnn import AgentConfig, PPOConfig, RunConfig, default_config, evaluate, load_agent, train
 from rlrnn.cli import main
 from rlrnn.cli.options import load_config_file
-from rlrnn.errors import UsageError
+from rlrnn.errors import MemoryBudgetExceeded, ResumeRefused, UsageError
 from rlrnn.learning.config import PPO_ADDED_LATER
 from rlrnn.runs.checkpoint import env_id_from_file
 
@@ -64,18 +64,18 @@ def ppo(**changes) -> RunConfig:
         (lambda d: train(RunConfig(env_id="Pendulum-v1"), d), EnvError, "Discrete action space"),
         (
             lambda d: train(ppo(num_envs=HUGE, total_timesteps=10**9), d),
-            UsageError,
-            "lower --num-envs, --num-steps or --hidden-size",
+            MemoryBudgetExceeded,
+            "lower num_envs, num_steps or hidden_size",
         ),
         (
             lambda d: train(RunConfig(eval_episodes=200_000_000), d),
-            UsageError,
+            MemoryBudgetExceeded,
             "evaluating 200,000,000 episodes at once (eval_episodes) in training needs about",
         ),
-        (lambda d: train(TINY, d, resume=True), UsageError, "no such run folder"),
+        (lambda d: train(TINY, d, resume=True), ResumeRefused, "no such run folder"),
         (
             lambda d: train(default_config("sb3-ppo"), d, resume=True),
-            UsageError,
+            ResumeRefused,
             "sb3-ppo runs restart",
         ),
     ],

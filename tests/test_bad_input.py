@@ -17,7 +17,8 @@ import torch
 
 from rlrnn.learning.config import PPOConfig, RunConfig
 from rlrnn.learning.hyperparams import LogRange, default_config, search_space, with_values
-from rlrnn.runs.folder import LOCK, RunLock, prepare_run_dir
+from rlrnn.runs.folder import LOCK, prepare_run_dir
+from rlrnn.runs.lock import RunLock
 from rlrnn.runs.training import train
 from rlrnn.tools.common.storage import create_study, open_storage
 from rlrnn.tools.compare.compare import plan_runs
@@ -282,10 +283,10 @@ def evil_module(shared: Path) -> None:
 def sb3_weights(config: RunConfig) -> dict:
     from dataclasses import replace
 
-    from rlrnn.runs.sb3 import _make_vec_env, build_model
+    from rlrnn.runs.sb3 import build_model, make_vec_env
 
     one = replace(config, ppo=replace(config.ppo, num_envs=1, num_minibatches=1))
-    return build_model(one, _make_vec_env(one, 1), "cpu").policy.state_dict()
+    return build_model(one, make_vec_env(one, 1), "cpu").policy.state_dict()
 
 
 def make_studies(journal: Path) -> None:

@@ -156,8 +156,9 @@ def test_minibatches_divide_sequences_not_envs():
 
 
 def test_sb3_agents_refuse_it():
-    with pytest.raises(UsageError, match="--bptt-len is for rlrnn's agents, not sb3-ppo"):
+    with pytest.raises(UsageError, match="bptt_len is for rlrnn's agents, not sb3-ppo") as raised:
         RunConfig(agent=AgentConfig(agent="sb3-ppo"), ppo=dataclasses.replace(TINY, bptt_len=8))
+    assert raised.value.fields == ("bptt_len",)  # the command line shows it as --bptt-len
 
 
 def test_the_config_round_trips_through_json_and_older_files_load_as_the_whole_rollout():

@@ -164,7 +164,7 @@ def test_train_refuses_unwritable_or_used_run_directory(tmp_path, trained_run):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert_usage_error(run("train.py", "--run-dir", str(blocker / "run")), "cannot write run dir")
-    assert_usage_error(run("train.py", "--run-dir", str(trained_run)), "already exists")
+    assert_usage_error(run("train.py", "--run-dir", str(trained_run)), "already holds a run")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -18,14 +18,13 @@ from rlrnn.learning.config import PPOConfig, RunConfig
 from rlrnn.runs.folder import (
     LOCK,
     MARKER,
-    RunLock,
     clear_run,
     made_by_rlrnn,
     prepare_run_dir,
     rlrnn_files,
     temp_files,
-    writing_run,
 )
+from rlrnn.runs.lock import RunLock, writing_run
 from rlrnn.runs.training import train
 from rlrnn.tools.compare.compare import plan_runs, run_one
 
@@ -283,7 +282,7 @@ def refuse(*args, **kwargs):
 
 @pytest.mark.parametrize("where", ["new", "nested", "empty"])
 def test_a_run_refused_before_it_writes_removes_what_rlrnn_made(tmp_path, monkeypatch, where):
-    monkeypatch.setattr("rlrnn.runs.training.build_agent", refuse)  # after the folder is claimed
+    monkeypatch.setattr("rlrnn.runs.trainer.build_agent", refuse)  # after the folder is claimed
     run = {"new": tmp_path / "run", "nested": tmp_path / "a" / "b" / "run"}.get(where)
     if run is None:
         run = tmp_path / "run"
@@ -308,7 +307,7 @@ def test_a_refused_run_keeps_the_users_files_and_a_started_one_keeps_its_own(tmp
 
 
 def test_a_compare_run_refused_in_its_worker_leaves_no_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr("rlrnn.runs.training.build_agent", refuse)
+    monkeypatch.setattr("rlrnn.runs.trainer.build_agent", refuse)
     spec = plan_runs(["mlp"], [0], "PositionOnlyCartPole-v1", tmp_path / "out", {"device": "cpu"})
     (tmp_path / "out").mkdir()
     with pytest.raises(UsageError, match="a check refused the run"):
@@ -317,7 +316,7 @@ def test_a_compare_run_refused_in_its_worker_leaves_no_folder(tmp_path, monkeypa
 
 
 def test_a_cli_run_folder_refused_after_it_was_made_is_removed(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("rlrnn.runs.training.build_agent", refuse)
+    monkeypatch.setattr("rlrnn.runs.trainer.build_agent", refuse)
     args = ["train", "--run-dir", str(tmp_path / "runs" / "new"), "--total-timesteps", "2048"]
     assert main([*args, "--quiet"]) == 2
     assert "a check refused the run" in one_error_line(capsys)

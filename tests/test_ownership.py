@@ -15,7 +15,8 @@ from processes import start_training, wait_for
 from rlrnn.cli import main
 from rlrnn.errors import UsageError
 from rlrnn.learning.config import PPOConfig, RunConfig
-from rlrnn.runs.folder import LOCK, MARKER, RunLock, made_by_rlrnn, prepare_run_dir
+from rlrnn.runs.folder import LOCK, MARKER, made_by_rlrnn, prepare_run_dir
+from rlrnn.runs.lock import RunLock
 from rlrnn.runs.training import train
 from rlrnn.tools.compare.compare import plan_runs
 
@@ -36,7 +37,7 @@ def test_two_trainings_started_together_into_one_run_dir_one_is_refused(tmp_path
     assert codes == [0, 2], results
     refusal = next(err for code, err in results if code == 2).strip().splitlines()
     assert len(refusal) == 1 and "Traceback" not in refusal[0]
-    assert "already exists and is not empty" in refusal[0] or "is in use by process" in refusal[0]
+    assert "already holds a run" in refusal[0] or "is in use by process" in refusal[0]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["env_steps"] == 4096
     assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) == 1  # one writer's logs
@@ -90,7 +91,7 @@ def test_a_stale_lock_is_taken_over_and_every_way_out_releases_the_lock(tmp_path
 
 def test_a_second_process_is_refused_while_the_lock_is_held(tmp_path):
     hold = (
-        "from rlrnn.runs.folder import RunLock;"
+        "from rlrnn.runs.lock import RunLock;"
         f" RunLock({str(tmp_path)!r}).__enter__(); print('held')"
     )
 

@@ -3,7 +3,7 @@ hundred a run when the interval asked for is shorter than one iteration."""
 
 import pytest
 
-import rlrnn.runs.training
+import rlrnn.runs.trainer
 from rlrnn.learning.config import PPOConfig, RunConfig
 from rlrnn.runs.schedule import MAX_PER_RUN, checkpoint_every, eval_every
 from rlrnn.runs.training import train
@@ -55,9 +55,9 @@ def test_a_run_with_a_batch_larger_than_its_intervals_evaluates_once_an_iteratio
     tmp_path, monkeypatch
 ):
     saves = []
-    original = rlrnn.runs.training.save_training_state
+    original = rlrnn.runs.trainer.save_training_state
     monkeypatch.setattr(
-        rlrnn.runs.training,
+        rlrnn.runs.trainer,
         "save_training_state",
         lambda *args: saves.append(args[-1]) or original(*args),
     )

@@ -76,7 +76,8 @@ def test_interrupt_and_resume_gives_the_same_weights_as_a_straight_run(
     with pytest.raises(TrainingInterrupted) as stopped:
         train(config, tmp_path / "resumed", show_progress=False)
     assert stopped.value.exit_code == 130
-    assert "Resume: python train.py --resume" in str(stopped.value)
+    assert stopped.value.run_dir == str(tmp_path / "resumed")  # the library names no command
+    assert f"saved {tmp_path / 'resumed' / 'last.pt'}" in str(stopped.value)
     summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["env_steps"] == 2048
     assert not (tmp_path / "resumed" / "final.pt").exists()
@@ -447,6 +448,7 @@ def test_printed_commands_quote_paths_with_spaces(tmp_path, monkeypatch, capsys)
     assert f"Evaluate it: python evaluate.py {quoted} --episodes 100" in capsys.readouterr().out
     stop_at(monkeypatch, 512)
     again = tmp_path / "my runs" / "run 2"
-    with pytest.raises(TrainingInterrupted) as stopped:
-        train(SMALL, again, show_progress=False)
-    assert f"Resume: python train.py --resume {shlex.quote(str(again))}" in str(stopped.value)
+    args = ["train", "--run-dir", str(again), "--total-timesteps", "1024", "--num-envs", "16"]
+    assert main([*args, "--eval-interval", "0", "--quiet"]) == 130
+    resume = f"Resume: python train.py --resume {shlex.quote(str(again))}"
+    assert resume in capsys.readouterr().err

@@ -96,5 +96,5 @@ def test_is_registered_refuses_a_module_not_imported_yet():
     assert is_registered("envs.cartpole:PositionOnlyCartPole-v1")  # imported already
     assert not is_registered("this:CartPole-v1")  # installed, not imported: it would run
     assert not is_registered(EVIL) and not is_registered("NoSuchEnv-v0")
-    with pytest.raises(UsageError, match=f"pass --env {EVIL}"):
+    with pytest.raises(UsageError, match=f"pass env_id {EVIL}"):
         env_id_from_file(EVIL, Path("x.pt"))

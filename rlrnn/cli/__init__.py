@@ -1,7 +1,7 @@
 """The ``rlrnn`` command: ``train``, ``evaluate``, ``compare``, ``tune``, ``agents``, ``probe``,
 ``gradflow`` and ``export``, one module each in this package. A command parses its options,
-checks them once and calls the library (:mod:`rlrnn.core`, :mod:`rlrnn.tools`) with keyword
-arguments.
+and calls the library (:mod:`rlrnn.runs`, :mod:`rlrnn.tools`) with keyword arguments; the
+library makes every check, and :func:`describe_error` words its refusals in the command's terms.
 
 A user mistake (bad id, value, path or file) ends in one line on stderr and exit code 2; a
 write the system refuses (a full disk) in one line and exit code 74; SIGINT / SIGTERM in one line
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import re
 import sys
 import threading
 
@@ -28,6 +29,21 @@ from rlrnn.errors import (
 # OSErrors that mean a write was refused (the disk, not rlrnn): one line, not a traceback.
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
 PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ELOOP)  # a name too long, links in a circle
+
+
+def describe_error(error: Exception) -> str:
+    """A library error in the command line's words: the last mention of each field it names
+    (``UsageError.fields``: the hint, "lower num_envs") as its option, ``resume=True`` as
+    ``--resume``; earlier mentions are the library's prose ("playing 100 episodes")."""
+    from rlrnn.cli.options import flag
+
+    text = str(error)
+    for field in getattr(error, "fields", ()):
+        mentions = list(re.finditer(rf"(?<![\w.-]){re.escape(field)}(=True)?(?![\w-])", text))
+        if mentions:
+            last = mentions[-1]
+            text = text[: last.start()] + flag(field) + text[last.end() :]
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +84,7 @@ def _main(argv: list[str]) -> int:
     try:
         return args.handler(args)
     except (UsageError, EnvError) as e:
-        print(f"rlrnn {args.command}: error: {e}", file=sys.stderr)
+        print(f"rlrnn {args.command}: error: {describe_error(e)}", file=sys.stderr)
         return EXIT_USAGE
     except Interrupted as e:
         print(f"rlrnn {args.command}: {e}", file=sys.stderr)

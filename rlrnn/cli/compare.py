@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     # The work's modules (the trainer, worker processes, matplotlib) load when the command runs.
     from envs.batched import check_env_id
     from rlrnn.files import make_writable_dir
-    from rlrnn.learning.config import resolve_device
+    from rlrnn.learning.fields import resolve_device
     from rlrnn.learning.memory import check_acting_memory
     from rlrnn.tools.compare import compare
     from rlrnn.tools.compare.claims import run_claimed
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("two runs of the same agent and seed; drop one of them")
     compare.check_out_dir(args.out)
     for spec in specs + existing:
-        check_acting_memory(spec.config, args.env_id, args.episodes, device, "--episodes")
+        check_acting_memory(spec.config, args.env_id, args.episodes, device, "episodes")
     claims = _claims(args, specs)
     if claims is None:  # a shared comparison prepares each run when it claims it
         compare.prepare_runs(specs)  # nothing is written before this point

@@ -68,8 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # The work's modules (the renderer's pygame, SB3 for its agents) load when the command runs.
     from envs.batched import check_env_id
-    from rlrnn.learning.config import resolve_device
     from rlrnn.learning.evaluation import evaluate
+    from rlrnn.learning.fields import resolve_device
     from rlrnn.learning.memory import check_acting_memory
     from rlrnn.learning.threads import torch_threads
     from rlrnn.runs.checkpoint import checkpoint_path
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         check_env_id(args.env_id)  # the user's choice: its module may be imported
     agent, config, _ = load_checkpoint(path, device, env_id=args.env_id)
     env_id = args.env_id or config.env_id
-    check_acting_memory(config, env_id, args.episodes, device, "--episodes")
+    check_acting_memory(config, env_id, args.episodes, device, "episodes")
     deterministic = not args.stochastic
     with torch_threads(config.torch_threads):  # as the run trained: 1 by default
         rendered = render and render.render(

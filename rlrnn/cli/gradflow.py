@@ -77,7 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlrnn.learning.config import resolve_device
+    from rlrnn.learning.fields import resolve_device
     from rlrnn.tools.gradflow.report import describe_report, gradflow_runs  # matplotlib: when run
 
     for name, value in (

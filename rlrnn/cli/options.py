@@ -13,14 +13,10 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from rlrnn.errors import EXIT_USAGE, UsageError
-from rlrnn.learning.config import (
-    AgentConfig,
-    PPOConfig,
-    RunConfig,
-    check_seed,
-    show_value,
-)
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
+from rlrnn.learning.fields import check_seed, show_value
 from rlrnn.learning.hyperparams import config_from_file_data
+from rlrnn.runs.folder import RunFolder
 
 
 class Parser(argparse.ArgumentParser):
@@ -69,6 +65,14 @@ def seed_int(text: str) -> int:
 
 
 _SECTIONS = (("agent", AgentConfig), ("ppo", PPOConfig), (None, RunConfig))
+# Config fields with more options than ``--field-name`` (field name -> the others).
+ALIASES = {"env_id": ("--env",)}
+
+
+def flag(field: str) -> str:
+    """The option of a config field or library argument (``num_envs``: ``--num-envs``; the
+    shorter alias where one exists: ``env_id``: ``--env``)."""
+    return ALIASES.get(field, ("--" + field.replace("_", "-"),))[0]
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +105,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 kwargs["type"] = optional_int
             else:
                 kwargs["type"] = kind
-            flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
+            flags = ["--" + f.name.replace("_", "-"), *ALIASES.get(f.name, ())]
             group.add_argument(*flags, **kwargs)
 
 
@@ -150,7 +154,8 @@ def load_config_file(path: Path) -> RunConfig:
     except RecursionError:  # deeply nested arrays or objects
         raise UsageError(f"--config {path}: damaged (JSON nested too deeply)") from None
     if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: not a config (a JSON object of config.json's form)")
+        form = f"a JSON object of {RunFolder.CONFIG}'s form"
+        raise UsageError(f"--config {path}: not a config ({form})")
     data.pop("tuned", None)
     try:
         return config_from_file_data(data)

@@ -10,6 +10,7 @@ from pathlib import Path
 from rlrnn.cli.options import HelpFormatter, finite_float, seed_int
 from rlrnn.errors import UsageError
 from rlrnn.learning.config import DEVICES
+from rlrnn.runs.folder import RunFolder
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,14 +45,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compare", nargs="+", type=Path, default=[], metavar="RUN", help="also probe these runs"
     )
-    p.add_argument("--out", type=Path, help="figure (.png); None: probe.png beside the checkpoint")
+    p.add_argument(
+        "--out", type=Path, help=f"figure (.png); None: {RunFolder.PROBE} beside the checkpoint"
+    )
     p.add_argument("--device", choices=DEVICES, default="cpu", help="torch device")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlrnn.learning.config import resolve_device
+    from rlrnn.learning.fields import resolve_device
     from rlrnn.tools.probe.report import describe_report, probe_runs  # matplotlib: when run
 
     if args.episodes < 3:

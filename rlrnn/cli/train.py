@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from rlrnn.cli.options import (
@@ -12,8 +11,9 @@ from rlrnn.cli.options import (
     config_from_args,
     load_config_file,
 )
-from rlrnn.errors import UsageError, WriteFailed
+from rlrnn.errors import TrainingInterrupted, UsageError, WriteFailed
 from rlrnn.learning.config import shell_path
+from rlrnn.runs.folder import RunFolder
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,15 +34,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help="start from this config (a run's config.json, or rlrnn tune's best.json) instead of"
-        " the agent's defaults; the options given here override it",
+        help=f"start from this config (a run's {RunFolder.CONFIG}, or rlrnn tune's best.json)"
+        " instead of the agent's defaults; the options given here override it",
     )
     out.add_argument(
         "--resume",
         type=Path,
         metavar="RUN",
-        help="continue the run in folder RUN from its last.pt (written every"
-        " --checkpoint-interval steps and on Ctrl-C / SIGTERM)",
+        help=f"continue the run in folder RUN from its {RunFolder.CHECKPOINTS['last']} (written"
+        " every --checkpoint-interval steps and on Ctrl-C / SIGTERM)",
     )
     add_config_arguments(p)
     p.set_defaults(handler=run)
@@ -50,14 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # The work's modules (TensorBoard, the trainer) load when the command runs, not for --help.
-    from envs.batched import check_env_id
-    from rlrnn.files import make_writable_dir
-    from rlrnn.learning.config import resolve_device
     from rlrnn.learning.hyperparams import default_config
-    from rlrnn.learning.memory import check_training_memory
     from rlrnn.runs.checkpoint import env_id_from_file
-    from rlrnn.runs.folder import prepare_run_dir
-    from rlrnn.runs.resume import LAST, check_resume, saved_run
+    from rlrnn.runs.start import run_name, saved_config
     from rlrnn.runs.training import train
 
     env_given = getattr(args, "env_id", None) is not None  # the user's choice: trusted
@@ -66,11 +61,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--resume continues the run in RUN; leave out --run-dir/--run-name")
         if args.config:
             raise UsageError("--resume keeps the run's own config; leave out --config")
-        saved, status = saved_run(args.resume)
-        if not env_given:
-            env_id_from_file(saved.env_id, args.resume / LAST)
-        config = config_from_args(args, saved)
-        check_resume(args.resume, saved, status, config)
+        config = config_from_args(args, saved_config(args.resume, trust_env=env_given))
+        run_dir = args.resume
     else:
         if args.config:
             base = load_config_file(args.config)
@@ -79,24 +71,17 @@ def run(args: argparse.Namespace) -> int:
         else:
             base = default_config(getattr(args, "agent.agent", "lstm"))
         config = config_from_args(args, base)
-    check_env_id(config.env_id)
-    check_training_memory(config, resolve_device(config.device))  # before creating anything
-    if args.resume is not None:
-        run_dir = make_writable_dir(args.resume, "run directory")
-    else:
-        name = args.run_name or (
-            f"{config.agent.agent}-{config.env_id.replace('/', '_').replace(':', '_')}"
-            f"-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        )
-        run_dir = prepare_run_dir(args.run_dir or args.runs_root / name)
-    try:
-        summary = train(
-            config, run_dir, show_progress=not args.quiet, resume=args.resume is not None
-        )
+        run_dir = args.run_dir or args.runs_root / (args.run_name or run_name(config))
+    resume = f"python train.py --resume {shell_path(run_dir)}"
+    resuming, show_progress = args.resume is not None, not args.quiet
+    try:  # the library checks everything (rlrnn.runs.start) before it writes anything
+        summary = train(config, run_dir, show_progress=show_progress, resume=resuming)
     except WriteFailed as e:
-        resume = f" python train.py --resume {shell_path(run_dir)}"
-        then = f"; free some space, then resume:{resume}" if (run_dir / LAST).is_file() else ""
+        kept = RunFolder(run_dir).last.is_file()
+        then = f"; free some space, then resume: {resume}" if kept else ""
         raise WriteFailed(f"{e}; {run_dir} keeps the files written before{then}") from None
+    except TrainingInterrupted as e:
+        raise TrainingInterrupted(f"{e}. Resume: {resume}", e.signal_number, e.run_dir) from None
     if not args.quiet:
         print(describe(summary, run_dir))
     return 0
@@ -104,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 def describe(s: dict, run_dir: Path) -> str:
     """What ``rlrnn train`` prints at its end."""
+    f = RunFolder
     lines = [
         f"Trained {s['agent']} on {s['env_id']}: {s['env_steps']:,} env steps in "
         f"{s['train_seconds']:.1f} s of training"
@@ -120,8 +106,8 @@ def describe(s: dict, run_dir: Path) -> str:
     lines += [
         f"Final evaluation: {s['final_eval_mean']:.1f} +/- {s['final_eval_std']:.1f}"
         f" (best {s['best_eval_mean']:.1f}).",
-        f"Saved to {run_dir}/ (learning_curve.png, summary.json, tb/ for TensorBoard).",
+        f"Saved to {run_dir}/ ({f.CURVE}, {f.SUMMARY}, {f.TENSORBOARD}/ for TensorBoard).",
         f"Evaluate it: python evaluate.py {shell_path(run_dir)} --episodes 100"
-        "  (best.pt; --checkpoint final)",
+        f"  ({f.CHECKPOINTS['best']}; --checkpoint final)",
     ]
     return "\n".join(lines)

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from envs import make_batched_env
     from envs.batched import check_env_id
     from rlrnn.files import check_can_create, check_no_link_below, make_writable_dir
-    from rlrnn.learning.config import resolve_device
+    from rlrnn.learning.fields import resolve_device
     from rlrnn.learning.hyperparams import default_config, search_space, with_values
     from rlrnn.tools.common import storage as st
     from rlrnn.tools.tune import tune

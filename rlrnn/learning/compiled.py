@@ -1,4 +1,4 @@
-"""``--compile``: the hot loop of a learner through ``torch.compile``.
+"""A run's ``compile`` field: the hot loop of a learner through ``torch.compile``.
 
 Three functions run at every step or minibatch and are compiled: the acting step (the agent's
 one-step forward and the action sampling, :func:`rlrnn.learning.rollout.act_step`), the tensor

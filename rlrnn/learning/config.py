@@ -6,23 +6,24 @@ Defaults are tuned for the position-only cart-pole (see the README's benchmark s
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import math
-import numbers
 import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
-
-import numpy as np
-import torch
+from typing import Any
 
 from agents import AGENTS, BACKENDS
 from agents.registry import ACTIVATIONS, LSTM_AGENTS
 from envs.variants import VariantError, variant_params
 from rlrnn.errors import UsageError
+from rlrnn.learning.fields import (
+    check_fields,
+    check_seed,
+    check_types,
+    require,
+    section_from_json,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 # The reference agents, trained by Stable-Baselines3 / sb3-contrib (see rlrnn.runs.sb3).
@@ -40,57 +41,8 @@ def option(default: Any, doc: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": doc, **extra})
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise UsageError(message)
-
-
-SEED_MAX = 2**32 - 1  # numpy's legacy seeds; the tensor cart-pole hashes 32 bits of a seed
 # More threads than any machine has cores; far more (100,000) crash OpenMP with no message.
 MAX_TORCH_THREADS = 1024
-
-
-def check_seed(value: int, name: str = "seed") -> int:
-    """``value`` if it is a usable seed (0 to 2**32 - 1), else a UsageError."""
-    check_argument(value, int, name)
-    _require(0 <= value <= SEED_MAX, f"{name} must be in [0, 2**32 - 1], got {value}")
-    return value
-
-
-def check_argument(value: Any, kind: Any, name: str) -> Any:
-    """``value`` if it holds a ``kind`` as a config field would (an int that is not a bool, a
-    finite float, ...), else a UsageError naming ``name``: the Python API checks what it is
-    given as the command line's parser does."""
-    want = _type_problem(kind, value)
-    _require(want is None, f"{name} must be {want}, got {_shown(value)}")
-    return value
-
-
-def check_device(device: Any, name: str = "device") -> torch.device:
-    """The torch device ``device`` names (a ``torch.device``, ``"cpu"``, ``"cuda:0"``,
-    ``"auto"``), usable on this machine; else a UsageError."""
-    if isinstance(device, str) and device == "auto":
-        return resolve_device("auto")
-    _require(
-        isinstance(device, str | torch.device),
-        f"{name} must be a torch device or its name, got {_shown(device)}",
-    )
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise UsageError(f"unknown {name} {device!r}; use cpu or cuda") from None
-    _require(parsed.type in ("cpu", "cuda"), f"unknown {name} {device!r}; use cpu or cuda")
-    if parsed.type == "cpu" or parsed.index is None:  # cpu:0 is the CPU, not a CUDA device
-        return resolve_device(parsed.type)
-    return _cuda_here(parsed)
-
-
-def _cuda_here(device: torch.device) -> torch.device:
-    _require(
-        torch.cuda.is_available() and device.index < torch.cuda.device_count(),
-        f"device {str(device)!r} asked for, but this machine has no such CUDA device",
-    )
-    return device
 
 
 def shell_path(path: Path | str) -> str:
@@ -120,21 +72,21 @@ class AgentConfig:
     frame_stack: int = option(4, "observations the framestack agent sees (k)")
 
     def __post_init__(self) -> None:
-        _check_fields(self)
-        _require(
+        check_fields(self)
+        require(
             self.agent in AGENT_NAMES,
             f"unknown agent {self.agent!r}; choose from {', '.join(AGENT_NAMES)}",
         )
-        _require(self.backend in BACKENDS, f"unknown backend {self.backend!r}")
-        _require(
+        require(self.backend in BACKENDS, f"unknown backend {self.backend!r}")
+        require(
             self.backend == "custom" or self.agent in LSTM_AGENTS,
             f"backend 'torch' is for the lstm agents, not {self.agent!r}",
         )
-        _require(self.frame_stack >= 1, f"frame_stack (k) must be >= 1, got {self.frame_stack}")
-        _require(self.hidden_size >= 1, f"hidden_size must be >= 1, got {self.hidden_size}")
-        _require(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
-        _require(all(w >= 1 for w in self.pi_hidden + self.vf_hidden), "head widths must be >= 1")
-        _require(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}")
+        require(self.frame_stack >= 1, f"frame_stack (k) must be >= 1, got {self.frame_stack}")
+        require(self.hidden_size >= 1, f"hidden_size must be >= 1, got {self.hidden_size}")
+        require(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
+        require(all(w >= 1 for w in self.pi_hidden + self.vf_hidden), "head widths must be >= 1")
+        require(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +96,7 @@ class PPOConfig:
     total_timesteps: int = option(100_000, "env steps to train for")
     num_envs: int = option(64, "environments stepped in parallel")
     num_steps: int = option(
-        16, "steps per environment per rollout (the BPTT length unless --bptt-len is given)"
+        16, "steps per environment per rollout (the BPTT length unless bptt_len is given)"
     )
     bptt_len: int | None = option(
         None,
@@ -154,7 +106,7 @@ class PPOConfig:
         " rollout)",
     )
     num_minibatches: int = option(
-        2, "minibatches per epoch, each a set of whole env sequences (chunks with --bptt-len)"
+        2, "minibatches per epoch, each a set of whole env sequences (chunks with bptt_len)"
     )
     update_epochs: int = option(4, "passes over each rollout")
     learning_rate: float = option(4e-3, "Adam learning rate")
@@ -178,7 +130,7 @@ class PPOConfig:
     desired_kl: float = option(
         0.0,
         "adapt the learning rate after each minibatch to keep approx_kl near this:"
-        " /1.5 above twice it, x1.5 below half of it; replaces --anneal-lr (0: off)",
+        " /1.5 above twice it, x1.5 below half of it; replaces anneal_lr (0: off)",
     )
     freeze_obs_norm: bool = option(
         True,
@@ -194,7 +146,7 @@ class PPOConfig:
     adam_beta2: float = option(0.999, "Adam's second-moment decay")
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        check_fields(self)
         for name in (
             "total_timesteps",
             "num_envs",
@@ -203,39 +155,39 @@ class PPOConfig:
             "update_epochs",
         ):
             value = getattr(self, name)
-            _require(value >= 1, f"{name} must be >= 1, got {value}")
+            require(value >= 1, f"{name} must be >= 1, got {value}")
         if self.bptt_len is None:
-            _require(
+            require(
                 self.num_envs % self.num_minibatches == 0,
                 f"num_minibatches ({self.num_minibatches}) must divide num_envs"
                 f" ({self.num_envs}): a minibatch is a set of whole environment sequences",
             )
         else:
-            _require(self.bptt_len >= 1, f"bptt_len must be >= 1, got {self.bptt_len}")
-            _require(
+            require(self.bptt_len >= 1, f"bptt_len must be >= 1, got {self.bptt_len}")
+            require(
                 self.num_steps % self.bptt_len == 0,
                 f"bptt_len ({self.bptt_len}) must divide num_steps ({self.num_steps}):"
                 " each env's rollout is cut into whole chunks",
             )
-            _require(
+            require(
                 self.num_sequences % self.num_minibatches == 0,
                 f"num_minibatches ({self.num_minibatches}) must divide the"
                 f" {self.num_sequences} sequences of a rollout (num_envs * num_steps / bptt_len)",
             )
-        _require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-        _require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
-        _require(0 <= self.gae_lambda <= 1, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
-        _require(self.clip_coef > 0, f"clip_coef must be > 0, got {self.clip_coef}")
+        require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
+        require(0 <= self.gae_lambda <= 1, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        require(self.clip_coef > 0, f"clip_coef must be > 0, got {self.clip_coef}")
         for name in ("ent_coef", "vf_coef", "max_grad_norm", "target_kl", "desired_kl"):
-            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        _require(
+            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        require(
             0 < self.solved_lr_scale <= 1,
             f"solved_lr_scale must be in (0, 1], got {self.solved_lr_scale}",
         )
         for name in ("adam_beta1", "adam_beta2"):
             value = getattr(self, name)
-            _require(0 <= value < 1, f"{name} must be in [0, 1), got {value}")
-        _require(
+            require(0 <= value < 1, f"{name} must be in [0, 1), got {value}")
+        require(
             self.total_timesteps >= self.batch_size,
             f"total_timesteps ({self.total_timesteps}) is less than one rollout"
             f" (num_envs * num_steps = {self.batch_size})",
@@ -304,7 +256,6 @@ class RunConfig:
     env_id: str = option(
         "PositionOnlyCartPole-v1",
         "gymnasium env id or module:EnvId (Box obs, Discrete actions)",
-        aliases=("--env",),
     )
     seed: int = option(0, "random seed (envs, weights, sampling)")
     device: str = option("auto", "torch device; auto picks CUDA when present", choices=DEVICES)
@@ -322,34 +273,36 @@ class RunConfig:
     eval_episodes: int = option(20, "episodes per periodic evaluation")
     checkpoint_interval: int = option(
         8192,
-        "env steps between resume checkpoints (last.pt), rounded as --eval-interval is; 0: only"
-        " at the end or on a stop",
+        "env steps between saves of the resume checkpoint, rounded as eval_interval is; 0: only at"
+        " the end or on a stop",
     )
     agent: AgentConfig = field(default_factory=AgentConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        check_fields(self)
         check_seed(self.seed)
-        _require(
+        require(
             1 <= self.torch_threads <= MAX_TORCH_THREADS,
             f"torch_threads must be in [1, {MAX_TORCH_THREADS}], got {self.torch_threads}"
             f" (this machine has {os.cpu_count() or 1} CPU cores)",
         )
-        _require(self.eval_interval >= 0, f"eval_interval must be >= 0, got {self.eval_interval}")
-        _require(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
-        _require(
+        require(self.eval_interval >= 0, f"eval_interval must be >= 0, got {self.eval_interval}")
+        require(self.eval_episodes >= 1, f"eval_episodes must be >= 1, got {self.eval_episodes}")
+        require(
             self.checkpoint_interval >= 0,
             f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}",
         )
-        _require(self.device in DEVICES, f"unknown device {self.device!r}; choose from {DEVICES}")
-        _require(
+        require(self.device in DEVICES, f"unknown device {self.device!r}; choose from {DEVICES}")
+        require(
             not (self.compile and self.agent.agent in SB3_AGENTS),
-            f"--compile is for rlrnn's agents, not {self.agent.agent}",
+            f"compile is for rlrnn's agents, not {self.agent.agent}",
+            fields=("compile",),
         )
-        _require(
+        require(
             self.ppo.bptt_len is None or self.agent.agent not in SB3_AGENTS,
-            f"--bptt-len is for rlrnn's agents, not {self.agent.agent}",
+            f"bptt_len is for rlrnn's agents, not {self.agent.agent}",
+            fields=("bptt_len",),
         )
         try:  # a partially observed cart-pole's id names its parameters: check them now
             variant_params(self.env_id)
@@ -372,123 +325,13 @@ class RunConfig:
         if not isinstance(data, dict):
             raise UsageError("config is not a JSON object")
         try:
-            agent = AgentConfig(**_tuples(AgentConfig, data.get("agent", {}), "agent."))
+            agent = AgentConfig(**section_from_json(AgentConfig, data.get("agent", {}), "agent."))
             ppo_data = data.get("ppo", {})
             if is_saved_config(data):
                 ppo_data = PPO_ADDED_LATER | ppo_data
-            ppo = PPOConfig(**_tuples(PPOConfig, ppo_data, "ppo."))
+            ppo = PPOConfig(**section_from_json(PPOConfig, ppo_data, "ppo."))
             top = {k: v for k, v in data.items() if k not in ("agent", "ppo")}
-            _check_types(cls, top, "")
+            check_types(cls, top, "")
             return cls(agent=agent, ppo=ppo, **top)
         except (TypeError, ValueError, OverflowError) as e:  # e.g. a string where a size goes
             raise UsageError(f"config does not match this version of rlrnn: {e}") from None
-
-
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool | np.bool_)
-
-
-def _is_int(value: Any) -> bool:
-    """An integer (numpy's too), not a bool."""
-    return isinstance(value, numbers.Integral) and not _is_bool(value)
-
-
-def _type_problem(kind: Any, value: Any) -> str | None:
-    """What is wrong with ``value`` as a field of type ``kind`` (None: nothing)."""
-    if kind is bool:
-        return None if _is_bool(value) else "true or false"
-    if kind is int:
-        return None if _is_int(value) else "an integer"
-    if kind == int | None:
-        return None if value is None or _is_int(value) else "an integer or none"
-    if kind is float:
-        number = _is_int(value) or (isinstance(value, numbers.Real) and not _is_bool(value))
-        return None if number and math.isfinite(value) else "a finite number"
-    if kind is str:
-        return None if isinstance(value, str) else "a string"
-    if kind == tuple[int, ...]:
-        ok = isinstance(value, tuple | list) and all(_is_int(v) for v in value)
-        return None if ok else "a list of integers"
-    if dataclasses.is_dataclass(kind):  # a nested section (it checked its own fields)
-        return None if isinstance(value, kind) else f"an instance of {kind.__name__}"
-    return None
-
-
-def _plain(kind: Any, value: Any) -> Any:
-    """``value`` as the builtin type of ``kind`` (numpy's numbers and lists in, JSON's out)."""
-    if kind is bool:
-        return bool(value)
-    if kind is int:
-        return int(value)
-    if kind == int | None:
-        return None if value is None else int(value)
-    if kind is float:
-        return value if type(value) in (int, float) else float(value)  # np.float64 too
-    if kind == tuple[int, ...]:
-        return tuple(int(v) for v in value)
-    return value
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """``repr(value)``, cut to ``limit`` characters: a message stays one readable line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
-
-
-def _check_types(cls: type, values: dict[str, Any], prefix: str) -> None:
-    """Every field in ``values`` holds a value of its declared type in ``cls`` (floats finite):
-    a config read from a file may hold anything, and inf passes a "> 0" check."""
-    hints = _hints(cls)
-    for name, value in values.items():
-        if name in hints:
-            want = _type_problem(hints[name], value)
-            _require(want is None, f"{prefix}{name} must be {want}, got {_shown(value)}")
-
-
-def _check_fields(section: Any) -> None:
-    """A config section's fields all hold their declared types (:func:`_check_types`), stored
-    as builtin values: a section is made from files, the command line and Python callers."""
-    hints = _hints(type(section))
-    values = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
-    _check_types(type(section), values, "")
-    for name, value in values.items():
-        object.__setattr__(section, name, _plain(hints[name], value))  # frozen: set once here
-
-
-def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """``section.field (old -> new)`` for every field in which two config dicts differ."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key} ({show_value(a)} -> {show_value(b)})")
-    return out
-
-
-def _tuples(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """JSON stores tuples as lists; turn them back (after checking every value's type)."""
-    if not isinstance(data, dict):
-        raise UsageError(f"config section for {cls.__name__} is not an object")
-    _check_types(cls, data, prefix)
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-
-
-def show_value(value: Any) -> str:
-    """A config value as the command line writes it (a tuple as its items, space-separated)."""
-    return " ".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device a config's ``device`` names (``auto``: CUDA when present)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device 'cuda' asked for, but CUDA is not available on this machine")
-    return torch.device(name)

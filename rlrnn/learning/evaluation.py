@@ -11,7 +11,7 @@ import torch
 from envs import make_batched_env
 from rlrnn.errors import UsageError
 from rlrnn.learning.acting import FirstEpisodes, Policy, Step, step_policy
-from rlrnn.learning.config import check_argument, check_device, check_seed
+from rlrnn.learning.fields import check_argument, check_device, check_seed
 from rlrnn.learning.memory import check_policy_memory
 
 

@@ -5,7 +5,7 @@ In the spirit of rl-baselines3-zoo's hyperparameter files: an entry lists only w
 sections as ``config.json``. Options given on the command line override these.
 
 How the rlrnn entries were chosen: ``benchmarks/tune.py`` (3 seeds, time to solve), the
-``compare --full`` report in the README, and ``benchmarks/stability.py`` (final weights and
+full ``rlrnn compare`` report in the README, and ``benchmarks/stability.py`` (final weights and
 stays-solved over 5 and 10 seeds). Raw advantages, a frozen observation normaliser and a learning
 rate cut to a tenth once solved (the defaults) keep ``lstm``, ``gru`` and ``lstm2`` solved;
 ``lstm2`` also needs its layers as wide as the ``lstm``'s (32; at 16 it reached 475 on 7 of 10 seeds
@@ -93,8 +93,8 @@ def default_config(agent: str) -> RunConfig:
 
 
 def config_from_file_data(data: Any) -> RunConfig:
-    """The config a file holds (``--config``): a whole config as rlrnn saves it is taken as it
-    is (:meth:`RunConfig.from_dict`, which fills in what an older version did not save); a
+    """The config a config file's JSON ``data`` holds: a whole config as rlrnn saves it is taken
+    as it is (:meth:`RunConfig.from_dict`, which fills in what an older version did not save); a
     partial one, such as ``{"agent": {"agent": "gru"}}``, is applied on top of its agent's
     tuned defaults (:func:`default_config`; the ``lstm`` agent's when it names none)."""
     if not isinstance(data, dict) or is_saved_config(data):
@@ -120,7 +120,7 @@ def describe(agent: str) -> str:
         for section in ("agent", "ppo")
         for key, v in entry.get(section, {}).items()
     ]
-    return ", ".join(pairs) or "the defaults shown by --help"
+    return ", ".join(pairs) or "none (the config's own defaults)"
 
 
 # ---------------------------------------------------------------- search spaces for rlrnn tune

@@ -20,7 +20,8 @@ def ppo_loss(
     """PPO's clipped loss on the whole sequences ``envs`` (environments, or chunks of them with
     ``bptt_len``: ``rollout`` is then :meth:`Rollout.sequences`), and its statistics.
 
-    A pure function of its inputs (``torch.compile`` traces it whole under ``--compile``)."""
+    A pure function of its inputs (``torch.compile`` traces it whole when a run's ``compile`` is
+    on)."""
     logits, values, _ = agent(
         rollout.obs[:, envs],
         rollout.initial_state.select(envs),

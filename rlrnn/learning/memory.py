@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from rlrnn.errors import UsageError
+from rlrnn.errors import MemoryBudgetExceeded, UsageError
 from rlrnn.learning.config import RunConfig
 
 LIMIT = 0.8  # of the memory available when the command starts
@@ -55,18 +55,25 @@ def limit_bytes(device: torch.device | str, available: int | None = None) -> int
 
 
 def check_fits(
-    estimate: float, device: torch.device | str, what: str, hint: str, available: int | None = None
+    estimate: float,
+    device: torch.device | str,
+    what: str,
+    hint: str,
+    available: int | None = None,
+    fields: tuple[str, ...] = (),
 ) -> None:
-    """A UsageError naming ``what``, the estimate and the limit unless ``estimate`` bytes fit."""
+    """:class:`MemoryBudgetExceeded` naming ``what``, the estimate and the limit unless
+    ``estimate`` bytes fit; ``fields``: the sizes the ``hint`` says to lower."""
     available = available_bytes(device) if available is None else available
     if available is None:
         return
     limit = LIMIT * available
     if estimate > limit:
-        raise UsageError(
+        raise MemoryBudgetExceeded(
             f"{what} needs about {gigabytes(estimate)} of memory, more than the limit of"
             f" {gigabytes(limit)} ({LIMIT:.0%} of the {gigabytes(available)} available on"
-            f" {torch.device(device).type}); {hint}"
+            f" {torch.device(device).type}); {hint}",
+            fields,
         )
 
 
@@ -151,20 +158,26 @@ def check_training_memory(config: RunConfig, device: torch.device | str) -> None
     evaluating = acting_bytes(config, obs_dim, num_actions, config.eval_episodes, tensor_env)
     if evaluating > training:
         what = f"evaluating {config.eval_episodes:,} episodes at once (eval_episodes) in training"
-        hint = "lower --eval-episodes"
+        fields: tuple[str, ...] = ("eval_episodes",)
     else:
         what = (
             f"training {config.ppo.num_envs:,} envs x {config.ppo.num_steps:,} steps with"
             f" {config.agent.agent} (hidden size {config.agent.hidden_size:,})"
         )
-        hint = "lower --num-envs, --num-steps or --hidden-size"
-    check_fits(training + evaluating, device, what, hint)
+        fields = ("num_envs", "num_steps", "hidden_size")
+    hint = (
+        f"lower {fields[0]}"
+        if len(fields) == 1
+        else f"lower {', '.join(fields[:-1])} or {fields[-1]}"
+    )
+    check_fits(training + evaluating, device, what, hint, fields=fields)
 
 
 def check_acting_memory(
     config: RunConfig, env_id: str, envs: int, device: torch.device | str, option: str
 ) -> None:
-    """Refuse to play ``envs`` environments at once with ``config``'s agent if it cannot fit."""
+    """Refuse to play ``envs`` environments at once with ``config``'s agent if it cannot fit;
+    ``option``: the argument that asked for them (``episodes``)."""
     from envs.batched import TENSOR_CARTPOLES, env_sizes
 
     obs_dim, num_actions = env_sizes(env_id)
@@ -174,6 +187,7 @@ def check_acting_memory(
         device,
         f"playing {envs:,} episodes at once with {config.agent.agent}",
         f"lower {option}",
+        fields=(option,),
     )
 
 
@@ -206,4 +220,5 @@ def check_policy_memory(
         device,
         f"playing {envs:,} episodes at once",
         f"lower {option}",
+        fields=(option,),
     )

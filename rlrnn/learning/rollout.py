@@ -102,7 +102,7 @@ def act_step(
     agent: ActorCritic, obs: Tensor, state: RecurrentState, starts: Tensor
 ) -> tuple[Tensor, Tensor, RecurrentState, Tensor]:
     """One acting step of the rollout: logits ``(B, A)``, values ``(B,)``, the new state and
-    the sampled actions ``(B,)`` (compiled with ``loss_fn`` under ``--compile``)."""
+    the sampled actions ``(B,)`` (compiled with ``loss_fn`` when a run's ``compile`` is on)."""
     logits, value, state = agent(obs[None], state, starts[None])  # (B, D) -> (1, B, D)
     return logits[0], value[0], state, sample_categorical(logits[0])
 

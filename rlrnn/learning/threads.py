@@ -3,14 +3,12 @@
 Torch starts one thread per core; for rlrnn's small networks that is slower than one thread, and
 on a loaded machine it is 10-90x slower (100 evaluation episodes: 48 s against 0.55 s on a
 busy 2-core CPU). Every entry point that runs a network (training, ``rlrnn evaluate`` with its
-``--render`` / ``--video`` / ``--gif``, ``rlrnn probe``, ``rlrnn gradflow``, ``rlrnn
-compare``'s evaluations) runs it inside :func:`torch_threads` with the run config's
-``torch_threads``.
+rendering to a window, video or GIF, ``rlrnn probe``, ``rlrnn gradflow``, ``rlrnn compare``'s
+evaluations) runs it inside :func:`torch_threads` with the run config's ``torch_threads``.
 
 The library functions that take a policy rather than a run (``rlrnn.evaluate``,
 :func:`rlrnn.tools.render.rendering.render_episodes`) leave the count to their caller, as torch's
-own functions
-do: a library call does not change the process's global torch state behind its back.
+own functions do: a library call does not change the process's global torch state behind its back.
 """
 
 from __future__ import annotations

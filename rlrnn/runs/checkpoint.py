@@ -20,10 +20,11 @@ import torch
 
 from agents import ActorCritic
 from envs.batched import env_sizes, is_registered
+from rlrnn.errors import EnvNotTrusted, UsageError
+from rlrnn.files import atomic_write
 from rlrnn.learning.config import RunConfig
 from rlrnn.learning.memory import check_fits
-from rlrnn.errors import UsageError
-from rlrnn.files import atomic_write
+from rlrnn.runs.folder import RunFolder
 
 FORMAT = "rlrnn-checkpoint"
 FORMAT_VERSION = 1
@@ -67,10 +68,10 @@ def save_checkpoint(
     write_checkpoint(path, config, env, agent.state_dict(), extra)
 
 
-def checkpoint_path(run: Path, which: str = "best") -> Path:
-    """``run`` itself for a checkpoint file, ``run/<which>.pt`` for a run directory."""
+def checkpoint_path(run: Path | str, which: str = "best") -> Path:
+    """``run`` itself for a checkpoint file, its ``which`` checkpoint for a run folder."""
     run = Path(run)
-    return run / f"{which}.pt" if run.is_dir() else run
+    return RunFolder(run).checkpoint(which) if run.is_dir() else run
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -118,9 +119,10 @@ def env_id_from_file(env_id: str, source: Path) -> str:
     a file is never imported: the user names it on the command line to trust it."""
     if is_registered(env_id):
         return env_id
-    raise UsageError(
+    raise EnvNotTrusted(
         f"{source} names env {env_id!r}, which is not registered; rlrnn does not import a module"
-        f" that a file names: if you trust it, pass --env {shlex.quote(env_id)}"
+        f" that a file names: if you trust it, pass env_id {shlex.quote(env_id)}",
+        ("env_id",),
     )
 
 

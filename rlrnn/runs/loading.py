@@ -16,6 +16,10 @@ import torch
 
 from agents import ActorCritic, make_agent
 from envs.batched import EnvError, check_env_id
+from rlrnn.errors import UsageError
+from rlrnn.learning.acting import Policy
+from rlrnn.learning.config import SB3_AGENTS, RunConfig
+from rlrnn.learning.fields import check_argument, check_device
 from rlrnn.runs.checkpoint import (
     check_env,
     checkpoint_config,
@@ -24,9 +28,6 @@ from rlrnn.runs.checkpoint import (
     env_id_from_file,
     read_checkpoint,
 )
-from rlrnn.learning.config import SB3_AGENTS, RunConfig, check_argument, check_device
-from rlrnn.learning.acting import Policy
-from rlrnn.errors import UsageError
 
 
 def build_agent(config: RunConfig, obs_dim: int, num_actions: int) -> ActorCritic:

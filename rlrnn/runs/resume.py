@@ -1,5 +1,6 @@
-"""Resuming a run: its ``last.pt`` (an ordinary checkpoint plus the whole training state), what
-a resume may change, and the checks that find a damaged state before anything is written.
+"""Resuming a run: its resume checkpoint (``RunFolder.last``: an ordinary checkpoint plus the
+whole training state), what a resume may change, and the checks that find a damaged state
+before anything is written. Every refusal is a :class:`rlrnn.errors.ResumeRefused`.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ from typing import Any
 import torch
 
 from agents import ActorCritic
+from rlrnn.errors import ResumeRefused, UsageError
+from rlrnn.learning.config import RunConfig
+from rlrnn.learning.fields import config_differences
+from rlrnn.learning.ppo import PPOLearner
 from rlrnn.runs.checkpoint import (
     checkpoint_config,
     env_signature,
     read_checkpoint,
     write_checkpoint,
 )
-from rlrnn.learning.config import RunConfig, config_differences
-from rlrnn.learning.ppo import PPOLearner
+from rlrnn.runs.folder import RunFolder
 from rlrnn.runs.runlog import EvaluationLog
-from rlrnn.errors import UsageError
 
-LAST = "last.pt"  # the resume checkpoint: weights plus the whole training state
 # What a resumed run may change; anything else would make it another run.
 RESUMABLE_CHANGES = (
     "ppo.total_timesteps",
@@ -33,44 +35,48 @@ RESUMABLE_CHANGES = (
 )
 
 
-def saved_run(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
+def saved_run(run_dir: Path | str) -> tuple[RunConfig, dict[str, Any]]:
     """The config and status of the run to resume in ``run_dir``."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"--resume {run_dir}: no such run folder")
-    if not (run_dir / LAST).is_file():
-        raise UsageError(
-            f"--resume {run_dir}: no {LAST} in it (the run stopped before its first checkpoint,"
-            " or it is an SB3 run); start it again instead"
+    folder = RunFolder(run_dir)
+    if not folder.path.is_dir():
+        raise ResumeRefused(f"cannot resume {folder.path}: no such run folder")
+    if not folder.last.is_file():
+        raise ResumeRefused(
+            f"cannot resume {folder.path}: no {folder.last.name} in it (the run stopped before its"
+            " first checkpoint, or it is an SB3 run); start it again instead"
         )
-    payload = read_checkpoint(run_dir / LAST)
-    config = checkpoint_config(payload, run_dir / LAST)
+    try:
+        payload = read_checkpoint(folder.last)
+        config = checkpoint_config(payload, folder.last)
+    except UsageError as e:
+        raise ResumeRefused(f"cannot resume {folder.path}: {e}") from None
     try:
         status = json.loads(payload.get("extra", "{}"))
         steps = status.get("env_steps", 0)
     except (TypeError, ValueError, AttributeError, RecursionError):
         status, steps = None, None
     if not isinstance(steps, int):
-        raise UsageError(f"cannot resume from {run_dir / LAST}: its status is damaged")
+        raise ResumeRefused(f"cannot resume from {folder.last}: its status is damaged")
     return config, status
 
 
 def check_resume(
-    run_dir: Path, saved: RunConfig, status: dict[str, Any], wanted: RunConfig
+    run_dir: Path | str, saved: RunConfig, status: dict[str, Any], wanted: RunConfig
 ) -> None:
     """Refuse a resume that would change what the run is, or that has nothing left to do."""
     changes = config_differences(saved.to_dict(), wanted.to_dict())
     fixed = [c for c in changes if c.split(" ")[0] not in RESUMABLE_CHANGES]
     if fixed:
-        raise UsageError(
-            f"--resume {run_dir} keeps the run's config, but the command changes"
+        raise ResumeRefused(
+            f"resuming {run_dir} keeps the run's config, but the config given changes"
             f" {', '.join(fixed)}; only {', '.join(RESUMABLE_CHANGES)} may change"
         )
     done = status.get("env_steps", 0)
     if done >= wanted.ppo.num_iterations * wanted.ppo.batch_size:
-        raise UsageError(
-            f"--resume {run_dir}: the run already has {done:,} of its"
-            f" {wanted.ppo.total_timesteps:,} env steps; pass a larger --total-timesteps"
+        raise ResumeRefused(
+            f"cannot resume {run_dir}: the run already has {done:,} of its"
+            f" {wanted.ppo.total_timesteps:,} env steps; pass a larger total_timesteps",
+            fields=("total_timesteps",),
         )
 
 
@@ -83,7 +89,8 @@ def save_training_state(
     loop: dict[str, Any],
     status: str,
 ) -> None:
-    """``last.pt``: an ordinary checkpoint (it evaluates like best.pt) plus what resuming needs."""
+    """The resume checkpoint: an ordinary checkpoint (it evaluates like the best one) plus what
+    resuming needs."""
     trainer = {"ppo": ppo.state_dict(), "loop": json.dumps(loop), "evals": evals.state_dict()}
     trainer["evals"] = json.dumps(trainer["evals"])
     extra = {"env_steps": ppo.env_steps, "status": status}
@@ -95,11 +102,11 @@ def load_training_state(
     path: Path, agent: ActorCritic, ppo: PPOLearner
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Put the state saved in ``path`` back into ``agent`` and ``ppo``; returns the loop
-    counters and the evaluation log's state. A damaged state is a UsageError, found before
+    counters and the evaluation log's state. A damaged state is refused (ResumeRefused) before
     anything is written."""
     payload = read_checkpoint(path)
     if "trainer" not in payload:
-        raise UsageError(f"{path} holds weights only, no training state to resume")
+        raise ResumeRefused(f"{path} holds weights only, no training state to resume")
     healthy = ppo.state_dict()  # what a state of this run looks like
     try:
         trainer = payload["trainer"]
@@ -114,7 +121,7 @@ def load_training_state(
         # RuntimeError covers RecursionError: JSON nested too deeply
         problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if problem is not None:
-        raise UsageError(
+        raise ResumeRefused(
             f"cannot resume from {path}: its training state is damaged ({problem});"
             " start the run again"
         )

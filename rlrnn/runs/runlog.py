@@ -1,6 +1,6 @@
-"""What a training run keeps and shows besides its weights: the log of its periodic evaluations
-(scores, the best checkpoint, when it was first solved) and its progress bar. rlrnn's trainer
-(:mod:`rlrnn.runs.training`) and the SB3 reference agents' (:mod:`rlrnn.runs.sb3`) share both.
+"""What a training run keeps besides its weights: the log of its periodic evaluations (scores,
+the best checkpoint, when it was first solved) and the summary made from it. rlrnn's trainer
+(:mod:`rlrnn.runs.training`) and the SB3 reference agents' (:mod:`rlrnn.runs.sb3`) share it.
 """
 
 from __future__ import annotations
@@ -8,38 +8,33 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from rlrnn.learning.config import RunConfig
 from rlrnn.learning.evaluation import evaluate
-
-if TYPE_CHECKING:  # TensorBoard's writer: imported by the loops that make one
-    from torch.utils.tensorboard import SummaryWriter
+from rlrnn.runs.logger import RunLogger
 
 # Called with each periodic evaluation record; returning False ends the run there.
 EvaluationHook = Callable[[dict[str, float]], bool]
 
 
 class EvaluationLog:
-    """Periodic deterministic evaluations of one run: TensorBoard scalars, the best checkpoint
-    (written by ``save_best(path, env_steps)``) and the first time the mean reached the env's
-    reward threshold."""
+    """Periodic deterministic evaluations of one run: handed to the run's logger, the best
+    checkpoint (written by ``save_best(env_steps)``) and the first time the mean reached the
+    env's reward threshold."""
 
     def __init__(
         self,
         config: RunConfig,
-        run_dir: Path,
         policy: Any,
-        writer: SummaryWriter,
-        save_best: Callable[[Path, int], None],
+        log: RunLogger,
+        save_best: Callable[[int], None],
         threshold: float | None,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.config, self.run_dir, self.policy, self.writer = config, run_dir, policy, writer
+        self.config, self.policy, self.log = config, policy, log
         self.save_best, self.threshold, self.device = save_best, threshold, device
         self.records: list[dict[str, float]] = []
         self.best_mean = -math.inf
@@ -59,11 +54,10 @@ class EvaluationLog:
             "std_return": result.std,
         }
         self.records.append(record)
-        self.writer.add_scalar("eval/mean_return", result.mean, env_steps)
-        self.writer.add_scalar("eval/std_return", result.std, env_steps)
+        self.log.evaluation(record)
         if result.mean >= self.best_mean:
             self.best_mean = result.mean
-            self.save_best(self.run_dir / "best.pt", env_steps)
+            self.save_best(env_steps)
         reached = self.threshold is not None and result.mean >= self.threshold
         if reached and self.solved_at_steps is None:
             self.solved_at_steps, self.solved_at_seconds = env_steps, train_seconds
@@ -86,7 +80,7 @@ class EvaluationLog:
         return self.run(env_steps, train_seconds)
 
     def summary(self, **fields: Any) -> dict[str, Any]:
-        """The run's ``summary.json``: ``fields`` and the evaluation results."""
+        """The run's summary (``RunFolder.summary``): ``fields`` and the evaluation results."""
         final = self.records[-1] if self.records else {"mean_return": None, "std_return": None}
         return {
             "env_id": self.config.env_id,
@@ -103,13 +97,3 @@ class EvaluationLog:
             "best_eval_mean": self.best_mean,
             "evaluations": self.records,
         }
-
-
-def progress_bar(config: RunConfig, total_steps: int, show: bool) -> tqdm:
-    return tqdm(
-        total=total_steps,
-        unit="step",
-        disable=not show,
-        dynamic_ncols=True,
-        desc=f"{config.agent.agent} s{config.seed}",
-    )

@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 
 import torch
 
-from rlrnn.learning.ppo import PPOLearner
 from rlrnn.errors import Interrupted, TrainingDiverged
+from rlrnn.learning.ppo import PPOLearner
+from rlrnn.runs.folder import RunFolder
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -163,7 +164,7 @@ class DivergenceGuard:
             raise TrainingDiverged(
                 f"training diverged at env step {env_steps:,}: {self.failures} updates in a row"
                 f" gave a non-finite loss, gradient or parameter{cause}."
-                " The run folder keeps the last good weights (last.pt)"
+                f" The run folder keeps the last good weights ({RunFolder.CHECKPOINTS['last']})"
             )
         return False
 

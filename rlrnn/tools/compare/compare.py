@@ -40,24 +40,17 @@ from rlrnn.files import (
     read_json,
     sha256,
 )
-from rlrnn.learning.config import AGENT_NAMES, SB3_AGENTS, RunConfig, config_differences
+from rlrnn.learning.config import AGENT_NAMES, SB3_AGENTS, RunConfig
 from rlrnn.learning.evaluation import evaluate
+from rlrnn.learning.fields import config_differences
 from rlrnn.learning.hyperparams import default_config
 from rlrnn.learning.threads import torch_threads
-from rlrnn.runs.folder import (
-    RunLock,
-    check_no_links,
-    clear_run,
-    made_by_rlrnn,
-    rlrnn_files,
-    writing_run,
-)
+from rlrnn.runs.folder import RunFolder, check_no_links, clear_run, made_by_rlrnn, rlrnn_files
 from rlrnn.runs.loading import load_checkpoint
-from rlrnn.runs.resume import LAST
+from rlrnn.runs.lock import RunLock, writing_run
 from rlrnn.runs.training import train
 from rlrnn.tools.compare.workers import Stopped, run_tasks
 
-EVAL_FILE = "compare_eval.json"
 # Saved evaluations are re-used only under the same key (:func:`evaluation_key`); a change to how
 # a comparison evaluates bumps this, so older files are evaluated again.
 EVAL_FORMAT = 2
@@ -142,8 +135,8 @@ def read_summary(path: Path) -> dict[str, Any]:
 
 
 def read_config(run_dir: Path) -> RunConfig:
-    """The config a run folder holds (``config.json``), checked."""
-    path = Path(run_dir) / "config.json"
+    """The config a run folder holds, checked."""
+    path = RunFolder(run_dir).config
     hint = "move the run folder away, or delete it to train it again"
     try:
         return RunConfig.from_dict(read_json(path, hint))
@@ -156,20 +149,25 @@ def read_config(run_dir: Path) -> RunConfig:
 def existing_run(run_dir: Path, env_id: str) -> RunSpec:
     """A finished run folder (from ``rlrnn train`` or an earlier comparison) to include, read
     and checked in full now, before anything is trained or written."""
-    run_dir = Path(run_dir)
-    for name in ("config.json", "summary.json", "final.pt", "best.pt"):
-        if not (run_dir / name).is_file():
-            raise UsageError(f"{run_dir} is not a finished run folder (no {name})")
+    run_dir, folder = Path(run_dir), RunFolder(run_dir)
+    for path in (
+        folder.config,
+        folder.summary,
+        folder.checkpoint("final"),
+        folder.checkpoint("best"),
+    ):
+        if not path.is_file():
+            raise UsageError(f"{run_dir} is not a finished run folder (no {path.name})")
     config = read_config(run_dir)
     if config.env_id != env_id:  # the file's env is never made: only --env's is
         raise UsageError(f"run folder {run_dir} is from env {config.env_id}, not {env_id}")
-    read_summary(run_dir / "summary.json")
+    read_summary(folder.summary)
     return RunSpec(config, run_dir)
 
 
 def check_reusable(spec: RunSpec) -> None:
     """Refuse to train over a run folder that holds a run of another config."""
-    if not (spec.run_dir / "config.json").is_file():
+    if not RunFolder(spec.run_dir).config.is_file():
         return
     saved = read_config(spec.run_dir)
     differs = config_differences(saved.to_dict(), spec.config.to_dict())
@@ -187,12 +185,13 @@ def next_step(spec: RunSpec) -> str:
     if not spec.run_dir.exists():
         return "train"
     check_reusable(spec)
-    summary = spec.run_dir / "summary.json"
+    folder = RunFolder(spec.run_dir)
+    summary = folder.summary
     status = read_json(summary).get("status", "finished") if summary.is_file() else ""
     if status == "finished":
         read_summary(summary)
         return "reuse"
-    if (spec.run_dir / LAST).is_file() and spec.config.agent.agent not in SB3_AGENTS:
+    if folder.last.is_file() and spec.config.agent.agent not in SB3_AGENTS:
         return "resume"
     return "clear" if rlrnn_files(spec.run_dir) else "train"
 
@@ -248,7 +247,7 @@ def run_one(spec: RunSpec, episodes: int, train_if_needed: bool = True) -> dict[
         trained = step != "reuse"
         if trained:
             train(spec.config, spec.run_dir, show_progress=False, resume=step == "resume")
-        summary = read_summary(spec.run_dir / "summary.json")
+        summary = read_summary(RunFolder(spec.run_dir).summary)
         evals = _evaluations(spec, episodes, writable)
     return {
         "agent": spec.config.agent.agent,
@@ -283,29 +282,33 @@ def evaluation_key(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": EVAL_FORMAT,
         "torch": torch.__version__,
-        **{f"{which}_sha256": sha256(run_dir / f"{which}.pt") for which in ("final", "best")},
+        **{
+            f"{which}_sha256": sha256(RunFolder(run_dir).checkpoint(which))
+            for which in ("final", "best")
+        },
         **settings,
     }
 
 
 def _evaluations(spec: RunSpec, episodes: int, writable: bool) -> dict[str, Any]:
     """The returns of the run's final and best checkpoints on the comparison's episodes: those
-    saved in ``compare_eval.json`` if its key still matches (the same weights, the same
-    settings), else evaluated now and saved (when the folder is writable)."""
+    saved in the run folder (``RunFolder.evaluations``) if its key still matches (the same
+    weights, the same settings), else evaluated now and saved (when the folder is writable)."""
     settings = evaluation_settings(spec.config.env_id, episodes)
     key = evaluation_key(spec.run_dir, settings)
-    cached = _cached_evaluations(spec.run_dir / EVAL_FILE, key)
+    folder = RunFolder(spec.run_dir)
+    cached = _cached_evaluations(folder.evaluations, key)
     if cached:
         return cached
     evals: dict[str, Any] = {"key": key}
     for which in ("final", "best"):
-        path = spec.run_dir / f"{which}.pt"
+        path = folder.checkpoint(which)
         policy, _, _ = load_checkpoint(path, env_id=spec.config.env_id)
         evals[which] = evaluate(policy, **settings).returns.tolist()
     # Saved only if the checkpoints did not change while they were read (a folder that is only
     # read is not locked): the key then names the weights evaluated.
     if writable and evaluation_key(spec.run_dir, settings) == key:
-        atomic_write_text(spec.run_dir / EVAL_FILE, json.dumps(evals))
+        atomic_write_text(folder.evaluations, json.dumps(evals))
     return evals
 
 
@@ -368,8 +371,8 @@ def run_all(
         raise Interrupted(
             f"stopped by {signal.Signals(e.signal_number).name}: {len(e.finished)} of"
             f" {len(specs)} runs finished ({labels(e.finished)}); stopped: {labels(e.stopped)}"
-            f" (rlrnn's runs keep their last.pt); not started: {labels(e.not_started)}; no"
-            f" report written. Resume: {resume_command}",
+            f" (rlrnn's runs keep their {RunFolder.CHECKPOINTS['last']}); not started:"
+            f" {labels(e.not_started)}; no report written. Resume: {resume_command}",
             e.signal_number,
         ) from None
     bar.close()

@@ -25,8 +25,11 @@ import numpy as np
 import torch
 
 from rlrnn.files import atomic_write_text, check_no_link_below, make_writable_dir, save_figure
+from rlrnn.runs.folder import RunFolder
 from rlrnn.tools.common.seed_stats import iqm
 from rlrnn.tools.common.stability import pooled_stays_solved, stability
+
+BEST, FINAL = RunFolder.CHECKPOINTS["best"], RunFolder.CHECKPOINTS["final"]
 
 
 def bootstrap_ci(
@@ -143,8 +146,8 @@ def results_markdown(
     lines = [
         f"# {env_id}: final return over {episodes} fresh episodes per seed",
         "",
-        f"| agent | seeds | final return, mean [95% CI] | IQM | best.pt return"
-        f" | success (best.pt >= {th}) | solved in training | median steps to solve"
+        f"| agent | seeds | final return, mean [95% CI] | IQM | {BEST} return"
+        f" | success ({BEST} >= {th}) | solved in training | median steps to solve"
         " | median seconds to solve | stays solved | worst eval after solve | steps/s"
         " | parameters |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -169,9 +172,9 @@ def results_markdown(
         )
     lines += [
         "",
-        "Final return: the final weights (final.pt), deterministic actions; the 95% CI is a"
+        f"Final return: the final weights ({FINAL}), deterministic actions; the 95% CI is a"
         " percentile bootstrap over seeds (one seed has none); IQM: the interquartile mean of"
-        " the seeds' final returns. best.pt: the weights of the best periodic evaluation. Solved"
+        f" the seeds' final returns. {BEST}: the weights of the best periodic evaluation. Solved"
         f" in training: a periodic evaluation mean reached {th}; steps and seconds to solve are"
         " medians over those seeds (seconds are training time, evaluations excluded). Stays"
         " solved: the share of periodic evaluations after a seed's first solve that stayed"
@@ -287,7 +290,7 @@ def write_report(
     check_no_link_below(out_dir, out_dir / "configs", "report folder")  # else writes land outside
     configs = make_writable_dir(out_dir / "configs", "report folder")
     for r in records:
-        config = (Path(r["run_dir"]) / "config.json").read_text()
+        config = RunFolder(r["run_dir"]).config.read_text()
         atomic_write_text(configs / f"{r['agent']}-s{r['seed']}.json", config)
     plot_learning_curves(groups, env_id, threshold, out_dir / "learning_curves.png")
     atomic_write_text(out_dir / "results.csv", results_csv(rows))

@@ -25,6 +25,7 @@ from typing import Any
 from rlrnn.errors import UsageError
 from rlrnn.files import atomic_write_text, check_no_link_below, make_writable_dir
 from rlrnn.learning.memory import check_acting_memory
+from rlrnn.runs.folder import RunFolder
 from rlrnn.tools.compare.compare import (
     RunSpec,
     check_out_dir,
@@ -113,7 +114,7 @@ def run_suite(
     for env_id in {run.config.env_id for run in runs}:  # each env's report folder
         check_no_link_below(out_dir, out_dir / env_id / "configs", "report folder")
     for run in runs:
-        check_acting_memory(run.config, run.config.env_id, episodes, "cpu", "--episodes")
+        check_acting_memory(run.config, run.config.env_id, episodes, "cpu", "episodes")
     prepare_runs(runs)  # nothing is written before this point
     workers = workers or default_workers(len(runs))
     records = run_all(runs, episodes, workers, show_progress=show_progress, resume_command=command)
@@ -232,9 +233,9 @@ def summary_markdown(table: dict[str, dict[str, AgentResult]], episodes: int, co
     )
     lines += [
         "",
-        f"Final weights (final.pt), deterministic actions, {episodes} fresh episodes per seed,"
-        f" {seeds} seed{'s' * (seeds != 1)}; {interval}. Each env's curves and full table are"
-        " in its folder.",
+        f"Final weights ({RunFolder.CHECKPOINTS['final']}), deterministic actions, {episodes}"
+        f" fresh episodes per seed, {seeds} seed{'s' * (seeds != 1)}; {interval}. Each env's"
+        " curves and full table are in its folder.",
         "",
         f"Command: `{command}`",
     ]

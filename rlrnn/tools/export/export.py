@@ -39,7 +39,8 @@ from envs.batched import check_env_id, observation_entries, observation_space
 from rlrnn import __version__
 from rlrnn.errors import UsageError
 from rlrnn.files import check_can_create, os_error, path_status, sha256, write_failed
-from rlrnn.learning.config import SB3_AGENTS, check_argument
+from rlrnn.learning.config import SB3_AGENTS
+from rlrnn.learning.fields import check_argument
 from rlrnn.learning.threads import torch_threads
 from rlrnn.runs.checkpoint import checkpoint_config, checkpoint_path, read_checkpoint
 from rlrnn.runs.loading import CHECKPOINTS, load_checkpoint

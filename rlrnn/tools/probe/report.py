@@ -17,6 +17,7 @@ from rlrnn.learning.config import RunConfig
 from rlrnn.learning.memory import check_fits
 from rlrnn.learning.threads import torch_threads
 from rlrnn.runs.checkpoint import checkpoint_path
+from rlrnn.runs.folder import RunFolder
 from rlrnn.runs.loading import build_agent, load_actor_critic
 from rlrnn.tools.probe.probe import (
     VELOCITY_KEYS,
@@ -98,7 +99,7 @@ def probe_runs(
     :func:`rlrnn.tools.probe.probe.run_probe`'s, checked by the command. It runs on the run config's
     ``torch_threads`` (:mod:`rlrnn.learning.threads`) and leaves torch's setting as it found it."""
     path = checkpoint_path(run, checkpoint)
-    out = Path(out) if out is not None else path.parent / "probe.png"
+    out = Path(out) if out is not None else path.parent / RunFolder.PROBE
     check_output_path(out, (".png",), "figure")
     if env_id is not None:
         require_cartpole_state(env_id)

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from rlrnn.errors import UsageError
-from rlrnn.learning.config import SB3_AGENTS, RunConfig, resolve_device
+from rlrnn.learning.config import SB3_AGENTS, RunConfig
+from rlrnn.learning.fields import resolve_device
 from rlrnn.learning.hyperparams import (
     LogRange,
     SearchSpace,

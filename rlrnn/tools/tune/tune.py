@@ -19,7 +19,6 @@ consistent. The worker's signal handling and its trial's run share what they rec
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -33,8 +32,10 @@ from optuna.trial import TrialState
 
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
 from rlrnn.files import check_no_link_below
-from rlrnn.learning.config import SB3_AGENTS, check_seed
+from rlrnn.learning.config import SB3_AGENTS
+from rlrnn.learning.fields import check_seed
 from rlrnn.learning.hyperparams import Choice, LogRange, Variants
+from rlrnn.runs.folder import RunFolder
 from rlrnn.runs.safety import StopSignals
 from rlrnn.runs.training import train
 from rlrnn.tools.common.storage import open_storage, owner, quiet_optuna, release_dead
@@ -243,7 +244,7 @@ class Objective:
             trial.set_user_attr("status", "interrupted")
             raise _Stopped(e.exit_code) from None
         except TrainingDiverged:  # a too-high learning rate is a result, not an error
-            summary = json.loads((run_dir / "summary.json").read_text())
+            summary = RunFolder(run_dir).read_summary()
             if not summary["evaluations"]:
                 trial.set_user_attr("status", "diverged")
                 raise _NoResult from None
