@@ -18,6 +18,7 @@ import statistics
 from pathlib import Path
 
 import checkouts
+from provenance import commit, provenance
 
 
 def main() -> None:
@@ -65,7 +66,9 @@ def main() -> None:
         report[name] = {"checkout": str(sides[name]), "throughput": speed[name]}
         report[name]["solve"] = solve[name]
     if args.out:
-        args.out.write_text(json.dumps(report, indent=1))
+        sides_commits = {name: commit(checkout) for name, checkout in sides.items()}
+        record = {"provenance": provenance(), "commits": sides_commits, **report}
+        args.out.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

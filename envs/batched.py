@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -131,6 +132,24 @@ def _make_checked(env_id: str) -> gym.Env:
     return env
 
 
+# env id -> (its registration, observation space, action space): what the checks of one
+# command read, so a command makes an env once for all of them (not once per check).
+_CHECKED: dict[str, tuple[Any, gym.spaces.Space, gym.spaces.Discrete]] = {}
+
+
+def _checked_spaces(env_id: str) -> tuple[gym.spaces.Space, gym.spaces.Discrete]:
+    """``env_id``'s spaces, the env made and checked (:func:`_make_checked`) on the first call
+    for an id and registration, remembered after."""
+    spec = gym.registry.get(env_id.rpartition(":")[2])
+    known = _CHECKED.get(env_id)
+    if known is None or spec is None or known[0] is not spec:
+        env = _make_checked(env_id)
+        spaces = env.observation_space, env.action_space
+        env.close()
+        known = _CHECKED[env_id] = (gym.registry.get(env_id.rpartition(":")[2]), *spaces)
+    return known[1], known[2]
+
+
 def is_registered(env_id: str) -> bool:
     """Whether making ``env_id`` imports no module that is not imported yet: the id is registered
     with gymnasium (rlrnn's, gymnasium's, an installed plugin's) and any ``module:`` prefix names
@@ -161,7 +180,7 @@ def _import_plugin(module: str) -> None:
 def check_env_id(env_id: str) -> None:
     """Raise :class:`EnvError` unless ``env_id`` names an env rlrnn can train on."""
     if env_id not in TENSOR_CARTPOLES and not _register_variant(env_id):
-        _make_checked(env_id).close()
+        _checked_spaces(env_id)
 
 
 def env_sizes(env_id: str) -> tuple[int, int]:
@@ -170,19 +189,14 @@ def env_sizes(env_id: str) -> tuple[int, int]:
         return (2 if TENSOR_CARTPOLES[env_id] else 4), 2
     if _register_variant(env_id):
         return 2 + int(variants.variant_params(env_id).last_action), 2
-    env = _make_checked(env_id)
-    sizes = obs_spaces.flat_size(env.observation_space), int(env.action_space.n)
-    env.close()
-    return sizes
+    observations, actions = _checked_spaces(env_id)
+    return obs_spaces.flat_size(observations), int(actions.n)
 
 
 def observation_space(env_id: str) -> gym.spaces.Space:
     """``env_id``'s observation space as gymnasium makes the env (an :class:`EnvError` if rlrnn
     cannot use it)."""
-    env = _make_checked(env_id)
-    space = env.observation_space
-    env.close()
-    return space
+    return _checked_spaces(env_id)[0]
 
 
 CARTPOLE_STATE = ("cart position", "cart velocity", "pole angle", "pole angular velocity")

@@ -1,14 +1,17 @@
 """rlrnn: recurrent policies that balance a cart-pole from positions alone.
 
-``rlrnn`` builds on ``envs`` (the worlds) and ``agents`` (the policies), which know nothing of it.
-Inside, three places, each using only the ones above it in this list:
+``rlrnn`` builds on ``envs`` (the worlds) and ``agents`` (the policies), which know nothing of it;
+``import rlrnn`` registers rlrnn's gymnasium ids (``PositionOnlyCartPole-v1`` and its variants).
+Inside, five places, each using only the ones above it in this list:
 
-- ``rlrnn.errors``, ``rlrnn.files``: what every part shares (one-line errors and their exit
+- ``rlrnn.errors``, ``rlrnn.files``: what every part shares (typed errors and their exit
   codes; checked, atomic file writes);
-- ``rlrnn.core``: the learning core (configs, recurrent PPO, the training run, checkpoints, the
-  act loop, evaluation, the SB3 reference agents);
-- ``rlrnn.tools``: what looks at trained agents and runs many of them (compare, tune, probe,
-  gradflow, rendering);
+- ``rlrnn.learning``: the algorithm (configs, the act loop, evaluation, GAE, the rollout, the
+  PPO loss, the learner), with no files or folders in it;
+- ``rlrnn.runs``: run-keeping (the run folder and its files, the front door's checks, the
+  training loop, checkpoints, resume, signals and guards, the SB3 reference agents);
+- ``rlrnn.tools``: what looks at trained agents and runs many of them, one sub-package per
+  family (compare, tune, probe, gradflow, render, export);
 - ``rlrnn.cli``: the ``rlrnn`` command, one module per subcommand.
 
 The Python API, as the README's example uses it::
@@ -21,16 +24,20 @@ The Python API, as the README's example uses it::
 
 Each of them checks what it is given as the command line checks its options: a wrong value or
 type (``episodes=0``, ``hidden_size=32.5``, an agent's name where a config goes, a size that
-cannot fit in memory) is a :class:`rlrnn.errors.UsageError`, an env rlrnn cannot use an
-:class:`envs.EnvError`, raised before anything is written; ``train`` trains into a folder that
-holds a run only to resume it (``resume=True``). ``export(run, out, format="all")`` writes a
-trained policy as ONNX and TorchScript files with its state (:mod:`rlrnn.tools.export.export`).
+cannot fit in memory) is a :class:`rlrnn.errors.UsageError` (a typed one where it helps:
+``ResumeRefused``, ``RunFolderRefused``, ``MemoryBudgetExceeded``), an env rlrnn cannot use an
+:class:`envs.EnvError`, raised before anything is written (:mod:`rlrnn.runs.start`); ``train``
+trains into a folder that holds a run only to resume it (``resume=True``).
+``export(run, out, format="all")`` writes a trained policy as ONNX and TorchScript files with its
+state (:mod:`rlrnn.tools.export.export`).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+import envs  # noqa: F401  (registers rlrnn's gymnasium ids; gymnasium only, no torch)
 
 __version__ = "0.1.0"
 

@@ -15,9 +15,8 @@ EXIT_DIVERGED = 1  # TrainingDiverged
 EXIT_WRITE_FAILED = 74  # WriteFailed: sysexits' EX_IOERR
 
 
-class UsageError(Exception):
-    """A mistake in what the user asked for: a bad id, value, path or file (exit code 2).
-    ``fields``: the config fields or arguments the message names, by their own names."""
+class NamesFields(Exception):
+    """An error whose message names config fields or arguments: ``fields``, by their own names."""
 
     def __init__(self, message: str, fields: Sequence[str] = ()) -> None:
         super().__init__(message)
@@ -25,6 +24,10 @@ class UsageError(Exception):
 
     def __reduce__(self) -> tuple:  # keeps the fields across processes (compare's workers)
         return type(self), (str(self), self.fields)
+
+
+class UsageError(NamesFields):
+    """A mistake in what the user asked for: a bad id, value, path or file (exit code 2)."""
 
 
 class RunFolderRefused(UsageError):
@@ -72,7 +75,7 @@ class TrainingInterrupted(Interrupted):
         return type(self), (str(self), self.signal_number, self.run_dir)
 
 
-class TrainingDiverged(Exception):
+class TrainingDiverged(NamesFields):
     """Updates kept producing non-finite numbers; the run stopped at its last good state."""
 
 

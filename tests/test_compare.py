@@ -26,7 +26,7 @@ from rlrnn.runs.loading import load_checkpoint
 from rlrnn.runs.sb3 import SB3Policy
 from rlrnn.tools.common.seed_stats import iqm
 from rlrnn.tools.common.stability import pooled_stays_solved, stability
-from rlrnn.tools.compare.compare import _cached_evaluations, evaluation_key, evaluation_settings
+from rlrnn.tools.compare.evaluations import cached_evaluations, evaluation_key, evaluation_settings
 from rlrnn.tools.compare.report import bootstrap_ci
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,9 +194,9 @@ def test_saved_returns_are_keyed_on_both_checkpoints_and_every_evaluation_settin
     key = evaluation_key(run, settings)
     assert {"final_sha256", "best_sha256", "torch"} <= set(key)
     saved = run / "compare_eval.json"
-    assert _cached_evaluations(saved, key)["key"] == key  # as the comparison saved it
+    assert cached_evaluations(saved, key)["key"] == key  # as the comparison saved it
     for name in key:
-        assert _cached_evaluations(saved, key | {name: "changed"}) == {}, name
+        assert cached_evaluations(saved, key | {name: "changed"}) == {}, name
 
 
 def test_compare_adds_finished_runs_and_refuses_ones_from_another_env(report, tmp_path, capsys):

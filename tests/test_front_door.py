@@ -164,3 +164,18 @@ def test_a_config_file_naming_a_module_is_not_trusted_by_either_door(tmp_path, c
 def test_every_refusal_is_a_usage_error(finished, tmp_path):
     for error in (ResumeRefused, RunFolderRefused, MemoryBudgetExceeded, EnvNotTrusted):
         assert issubclass(error, UsageError)
+
+
+def test_evaluate_makes_its_env_once_for_all_its_checks(tmp_path, monkeypatch, capsys):
+    import gymnasium as gym
+
+    run = tmp_path / "acrobot"
+    train(dataclasses.replace(TINY, env_id="Acrobot-v1"), run, show_progress=False)
+    made = []
+    make = gym.make
+    monkeypatch.setattr(gym, "make", lambda *a, **k: made.append(a[0]) or make(*a, **k))
+    args = ["evaluate", str(run), "--episodes", "2", "--max-episode-steps", "5", "--env"]
+    assert main([*args, "Acrobot-v1"]) == 0
+    # One for the checks (the id, the checkpoint's fit, the memory budget), one per episode.
+    assert made == ["Acrobot-v1"] * 3, made
+    assert "2 episodes" in capsys.readouterr().out

@@ -15,7 +15,7 @@ import pytest
 import torch
 from processes import children_of, start_training, still_running, wait_for, wait_for_children
 
-from rlrnn.cli import main
+from rlrnn.cli import describe_error, main
 from rlrnn.errors import TrainingDiverged, TrainingInterrupted, UsageError
 from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
 from rlrnn.learning.ppo import PPOLearner
@@ -187,7 +187,8 @@ def test_repeated_divergence_stops_the_run_naming_step_and_cause(tmp_path, monke
         train(config, tmp_path / "run", show_progress=False)
     message = str(diverged.value)
     assert "training diverged at env step 2,048" in message  # iterations 5, 6, 7 failed
-    assert "learning rate (0.004)" in message and "--max-grad-norm 0" in message
+    assert "learning rate (0.004)" in message and "max_grad_norm 0" in message
+    assert "--max-grad-norm 0" in describe_error(diverged.value)  # as the command line says it
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "diverged"
     agent, _, _ = load_checkpoint(tmp_path / "run" / "last.pt")  # the last good weights
     assert all(torch.isfinite(p).all() for p in agent.parameters())

@@ -90,7 +90,7 @@ def _main(argv: list[str]) -> int:
         print(f"rlrnn {args.command}: {e}", file=sys.stderr)
         return e.exit_code
     except TrainingDiverged as e:
-        print(f"rlrnn {args.command}: error: {e}", file=sys.stderr)
+        print(f"rlrnn {args.command}: error: {describe_error(e)}", file=sys.stderr)
         return EXIT_DIVERGED
     except WriteFailed as e:
         print(f"rlrnn {args.command}: error: {e}", file=sys.stderr)

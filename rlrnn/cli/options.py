@@ -16,6 +16,7 @@ from rlrnn.errors import EXIT_USAGE, UsageError
 from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
 from rlrnn.learning.fields import check_seed, show_value
 from rlrnn.learning.hyperparams import config_from_file_data
+from rlrnn.runs.checkpoint import env_id_from_file
 from rlrnn.runs.folder import RunFolder
 
 
@@ -127,12 +128,13 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
 CONFIG_FILE_LIMIT = 1_000_000  # bytes
 
 
-def load_config_file(path: Path) -> RunConfig:
+def load_config_file(path: Path, trust_env: bool = True) -> RunConfig:
     """The config in ``path``: a run's ``config.json``, or a tuned file (``rlrnn tune``'s
     ``best.json``: the same with a ``"tuned"`` entry saying where it came from), or a partial
     config applied on top of its agent's defaults
     (:func:`rlrnn.learning.hyperparams.config_from_file_data`). ``path`` may be a pipe
-    (``/dev/stdin``)."""
+    (``/dev/stdin``). Unless ``trust_env`` (the user names the env), its env id must be
+    registered: rlrnn imports no module that a file names."""
     path = Path(path)
     try:
         with open(path, "rb") as f:  # not is_file(): /dev/stdin and <(...) are pipes
@@ -158,6 +160,9 @@ def load_config_file(path: Path) -> RunConfig:
         raise UsageError(f"--config {path}: not a config ({form})")
     data.pop("tuned", None)
     try:
-        return config_from_file_data(data)
+        config = config_from_file_data(data)
     except UsageError as e:
         raise UsageError(f"--config {path}: {e}") from None
+    if not trust_env:
+        env_id_from_file(config.env_id, path)
+    return config

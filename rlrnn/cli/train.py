@@ -51,7 +51,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # The work's modules (TensorBoard, the trainer) load when the command runs, not for --help.
     from rlrnn.learning.hyperparams import default_config
-    from rlrnn.runs.checkpoint import env_id_from_file
     from rlrnn.runs.start import run_name, saved_config
     from rlrnn.runs.training import train
 
@@ -64,10 +63,8 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args, saved_config(args.resume, trust_env=env_given))
         run_dir = args.resume
     else:
-        if args.config:
-            base = load_config_file(args.config)
-            if not env_given:  # an env id from a file: not imported
-                env_id_from_file(base.env_id, args.config)
+        if args.config:  # an env id from a file is not imported unless the user names it
+            base = load_config_file(args.config, trust_env=env_given)
         else:
             base = default_config(getattr(args, "agent.agent", "lstm"))
         config = config_from_args(args, base)

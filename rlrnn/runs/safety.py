@@ -159,12 +159,13 @@ class DivergenceGuard:
             else:
                 causes = [f"the learning rate ({cfg.learning_rate:g}) may be too high"]
                 if cfg.max_grad_norm == 0:
-                    causes.append("gradient clipping is off (--max-grad-norm 0)")
+                    causes.append("gradient clipping is off (max_grad_norm 0)")
                 cause = f"; {' and '.join(causes)}"
             raise TrainingDiverged(
                 f"training diverged at env step {env_steps:,}: {self.failures} updates in a row"
                 f" gave a non-finite loss, gradient or parameter{cause}."
-                f" The run folder keeps the last good weights ({RunFolder.CHECKPOINTS['last']})"
+                f" The run folder keeps the last good weights ({RunFolder.CHECKPOINTS['last']})",
+                ("max_grad_norm",) if cfg.max_grad_norm == 0 and env_fault is None else (),
             )
         return False
 

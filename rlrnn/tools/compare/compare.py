@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import signal
 import stat
@@ -28,32 +27,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from rlrnn.errors import Interrupted, UsageError
 from rlrnn.files import (
-    atomic_write_text,
     check_can_create,
     check_no_link_below,
     path_status,
     read_json,
-    sha256,
 )
 from rlrnn.learning.config import AGENT_NAMES, SB3_AGENTS, RunConfig
-from rlrnn.learning.evaluation import evaluate
 from rlrnn.learning.fields import config_differences
 from rlrnn.learning.hyperparams import default_config
 from rlrnn.learning.threads import torch_threads
 from rlrnn.runs.folder import RunFolder, check_no_links, clear_run, made_by_rlrnn, rlrnn_files
-from rlrnn.runs.loading import load_checkpoint
 from rlrnn.runs.lock import RunLock, writing_run
 from rlrnn.runs.training import train
+from rlrnn.tools.compare.evaluations import final_and_best
 from rlrnn.tools.compare.workers import Stopped, run_tasks
-
-# Saved evaluations are re-used only under the same key (:func:`evaluation_key`); a change to how
-# a comparison evaluates bumps this, so older files are evaluated again.
-EVAL_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -248,7 +239,7 @@ def run_one(spec: RunSpec, episodes: int, train_if_needed: bool = True) -> dict[
         if trained:
             train(spec.config, spec.run_dir, show_progress=False, resume=step == "resume")
         summary = read_summary(RunFolder(spec.run_dir).summary)
-        evals = _evaluations(spec, episodes, writable)
+        evals = final_and_best(spec.run_dir, spec.config.env_id, episodes, writable)
     return {
         "agent": spec.config.agent.agent,
         "seed": spec.config.seed,
@@ -258,74 +249,6 @@ def run_one(spec: RunSpec, episodes: int, train_if_needed: bool = True) -> dict[
         "final_returns": evals["final"],
         "best_returns": evals["best"],
     }
-
-
-def evaluation_settings(env_id: str, episodes: int) -> dict[str, Any]:
-    """Every argument a comparison passes to :func:`rlrnn.learning.evaluation.evaluate` (the same
-    fresh episodes for every run)."""
-    return {
-        "env_id": env_id,
-        "episodes": episodes,
-        "seed": 10_000,
-        "deterministic": True,
-        "device": "cpu",
-        "obs_noise": 0.0,
-        "max_episode_steps": None,
-        "max_steps": 100_000,
-    }
-
-
-def evaluation_key(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """What a run's saved evaluations depend on: the bytes of its final and best checkpoints
-    (SHA-256: the weights, the normaliser, the config they hold), every evaluation setting,
-    the evaluator's format and torch's version."""
-    return {
-        "format": EVAL_FORMAT,
-        "torch": torch.__version__,
-        **{
-            f"{which}_sha256": sha256(RunFolder(run_dir).checkpoint(which))
-            for which in ("final", "best")
-        },
-        **settings,
-    }
-
-
-def _evaluations(spec: RunSpec, episodes: int, writable: bool) -> dict[str, Any]:
-    """The returns of the run's final and best checkpoints on the comparison's episodes: those
-    saved in the run folder (``RunFolder.evaluations``) if its key still matches (the same
-    weights, the same settings), else evaluated now and saved (when the folder is writable)."""
-    settings = evaluation_settings(spec.config.env_id, episodes)
-    key = evaluation_key(spec.run_dir, settings)
-    folder = RunFolder(spec.run_dir)
-    cached = _cached_evaluations(folder.evaluations, key)
-    if cached:
-        return cached
-    evals: dict[str, Any] = {"key": key}
-    for which in ("final", "best"):
-        path = folder.checkpoint(which)
-        policy, _, _ = load_checkpoint(path, env_id=spec.config.env_id)
-        evals[which] = evaluate(policy, **settings).returns.tolist()
-    # Saved only if the checkpoints did not change while they were read (a folder that is only
-    # read is not locked): the key then names the weights evaluated.
-    if writable and evaluation_key(spec.run_dir, settings) == key:
-        atomic_write_text(folder.evaluations, json.dumps(evals))
-    return evals
-
-
-def _cached_evaluations(path: Path, key: dict[str, Any]) -> dict[str, Any]:
-    """The evaluations an earlier comparison saved, if they were made with ``key`` (the same
-    checkpoints and settings) and are whole ({} otherwise: they are made again)."""
-    try:
-        evals = read_json(path)
-    except UsageError:
-        return {}
-    whole = all(
-        isinstance(evals.get(k), list)
-        and len(evals[k]) == key["episodes"]
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in evals[k])
-        for k in ("final", "best")
-    )
-    return evals if whole and evals.get("key") == key else {}
 
 
 def run_all(
