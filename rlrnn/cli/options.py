@@ -129,9 +129,9 @@ CONFIG_FILE_LIMIT = 1_000_000  # bytes
 
 
 def load_config_file(path: Path, trust_env: bool = True) -> RunConfig:
-    """The config in ``path``: a run's ``config.json``, or a tuned file (``rlrnn tune``'s
-    ``best.json``: the same with a ``"tuned"`` entry saying where it came from), or a partial
-    config applied on top of its agent's defaults
+    """The config in ``path``: a run's saved config (``RunFolder.config``), or a tuned file
+    (``rlrnn tune``'s ``best.json``: the same with a ``"tuned"`` entry saying where it came
+    from), or a partial config applied on top of its agent's defaults
     (:func:`rlrnn.learning.hyperparams.config_from_file_data`). ``path`` may be a pipe
     (``/dev/stdin``). Unless ``trust_env`` (the user names the env), its env id must be
     registered: rlrnn imports no module that a file names."""

@@ -220,7 +220,8 @@ class PPOConfig:
 # PPO options added after configs were first saved, with the value that reproduces a run saved
 # without them: resuming or re-using an older run keeps the behaviour it was trained with.
 PPO_ADDED_LATER: dict[str, Any] = {"solved_lr_scale": 1.0}
-# The fields every config.json has held since the first rlrnn that saved one (section -> names):
+# The fields every saved run config has held since the first rlrnn that saved one
+# (section -> names):
 # a file with all of them is a whole saved config, of this version or an older one; a file
 # without them is a partial config (see rlrnn.learning.hyperparams.config_from_file_data).
 SAVED_FROM_THE_START: dict[str, tuple[str, ...]] = {
@@ -238,7 +239,7 @@ SAVED_FROM_THE_START: dict[str, tuple[str, ...]] = {
 
 
 def is_saved_config(data: Any) -> bool:
-    """Whether ``data`` is a whole config as some version of rlrnn saved it (config.json, a
+    """Whether ``data`` is a whole config as some version of rlrnn saved it (a run's config, a
     checkpoint's config), not a partial one a user wrote."""
     if not isinstance(data, dict):
         return False

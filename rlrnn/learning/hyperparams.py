@@ -2,7 +2,7 @@
 
 In the spirit of rl-baselines3-zoo's hyperparameter files: an entry lists only what differs from
 :class:`rlrnn.learning.config.RunConfig`'s defaults (which are the ``lstm`` agent's), in the same
-sections as ``config.json``. Options given on the command line override these.
+sections as a run's saved config. Options given on the command line override these.
 
 How the rlrnn entries were chosen: ``benchmarks/tune.py`` (3 seeds, time to solve), the
 full ``rlrnn compare`` report in the README, and ``benchmarks/stability.py`` (final weights and
@@ -145,7 +145,7 @@ class Variants(NamedTuple):
     named: dict[str, dict[str, Any]]
 
 
-# Dotted config key (as in config.json) -> the values a trial may give it.
+# Dotted config key (as in a saved config) -> the values a trial may give it.
 SearchSpace = dict[str, LogRange | Choice | Variants]
 
 _PPO_SPACE: SearchSpace = {

@@ -1,4 +1,5 @@
-"""When a run evaluates and writes ``last.pt``: at any batch size, a sensible number of times.
+"""When a run evaluates and writes its resume checkpoint: at any batch size, a sensible
+number of times.
 
 ``eval_interval`` and ``checkpoint_interval`` are given in env steps, but a run can only stop to
 evaluate between iterations, and one iteration is ``num_envs * num_steps`` env steps: 1,024 at
@@ -7,7 +8,8 @@ whole iterations. A shorter one cannot be honoured (it would mean an evaluation 
 iteration, and at 16,384 envs on a GPU one evaluation, 20 episodes of up to 500 sequential
 steps, costs more than an iteration): it becomes as many iterations as keep the run to
 ``MAX_PER_RUN`` evaluations (or checkpoints), and at least one. At the defaults nothing changes:
-an evaluation every 4 iterations (4,096 steps), ``last.pt`` every 8 (8,192), whatever the budget.
+an evaluation every 4 iterations (4,096 steps), the resume checkpoint every 8 (8,192),
+whatever the budget.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Does a run stay solved? Measures over a run's periodic evaluations (``summary.json``).
+"""Does a run stay solved? Measures over a run's periodic evaluations (its summary).
 
 A run is *solved* at its first periodic evaluation whose mean return reaches the env's reward
 threshold. What happens afterwards is what a user who keeps the final weights cares about:

@@ -8,7 +8,7 @@ stopped one resumed, so re-running a comparison only trains what is missing. A r
 stopped before its first checkpoint is cleared of the files rlrnn wrote there, only if rlrnn's
 marker shows it made the folder, and saying so (:mod:`rlrnn.runs.folder`). Every run's final and
 best checkpoints are then evaluated on the same ``episodes`` fresh episodes (kept in the run's
-``compare_eval.json`` under a key of the checkpoints' SHA-256 and every evaluation setting, so a
+``RunFolder.evaluations`` under a key of the checkpoints' SHA-256 and every evaluation setting, so a
 run trained further, or asked other settings, is evaluated again), and the report folder gets
 ``learning_curves.png``, ``results.csv``, ``results.md``, ``report.json`` and ``configs/``
 (:mod:`rlrnn.tools.compare.report`).
@@ -93,7 +93,7 @@ def plan_runs(
 
 
 def read_summary(path: Path) -> dict[str, Any]:
-    """A run's ``summary.json`` with what a comparison reads from it (else a UsageError)."""
+    """A run's summary with what a comparison reads from it (else a UsageError)."""
     summary = read_json(path, "move the run folder away, or delete it to train it again")
 
     def number(value: Any, optional: bool = False) -> bool:

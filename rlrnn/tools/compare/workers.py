@@ -5,10 +5,10 @@
 
 SIGINT or SIGTERM (a Ctrl-C, ``kill``, ``timeout``) stops the whole command cleanly: no task
 starts after it, the signal is forwarded once to every worker (rlrnn's training then saves
-``last.pt`` and stops after its current update; other work stops at once), the parent waits until
-every worker has exited, and :class:`Stopped` says which tasks finished, which were stopped and
-which never started. A second signal is forwarded too (training then stops at once, its previous
-``last.pt`` kept).
+its resume checkpoint and stops after its current update; other work stops at once), the parent
+waits until every worker has exited, and :class:`Stopped` says which tasks finished, which were
+stopped and which never started. A second signal is forwarded too (training then stops at
+once, its previous resume checkpoint kept).
 
 Workers start with both signals blocked, drop the ones the terminal sent meanwhile, and leave the
 terminal's process group before they take a task: a Ctrl-C in the terminal reaches them only
@@ -265,7 +265,7 @@ class _Pool:
         worker.process.join()
         self.live.remove(worker)
         if worker.task is not None and self.requested is not None:
-            self.stopped.append(worker.task)  # killed while stopping: its last.pt is kept
+            self.stopped.append(worker.task)  # killed while stopping: its resume checkpoint is kept
             self.pending.append(worker.task)
         elif worker.task is not None and self.failure is None:
             self.pending.append(worker.task)

@@ -137,7 +137,7 @@ def defaults_trial(study: optuna.Study) -> FrozenTrial | None:
 
 
 def best_config(study: optuna.Study, setup: Setup, best: FrozenTrial, storage: str) -> str:
-    """``best.json``: the trial's config (as a run's config.json) and where it came from."""
+    """``best.json``: the trial's config (as a run saves its config) and where it came from."""
     data = dict(best.user_attrs["config"])
     data["tuned"] = {
         "study": study.study_name,
