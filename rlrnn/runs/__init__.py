@@ -3,15 +3,18 @@
 It imports :mod:`rlrnn.learning`, never ``rlrnn.tools`` or ``rlrnn.cli``. Its modules, each
 using only the ones listed before it:
 
-- ``folder``: the run folder (``RunFolder``): every file name of a run, who owns the folder
-  (marker) and who writes it (lock);
-- ``checkpoint``: the file format; ``loading``: agents built and loaded from files; ``sb3``: the
-  SB3 reference agents;
+- ``folder``: the run folder (``RunFolder``): every file name of a run, and who owns the folder
+  (rlrnn's marker, the links it refuses); ``lock``: who writes it (one process at a time);
+- ``checkpoint``: the file format; ``sb3``: the SB3 reference agents' models and checkpoints;
+  ``loading``: agents built and loaded from files;
 - ``schedule``: evaluation and checkpoint intervals in whole iterations; ``safety``: stop signals
-  and the divergence guard; ``runlog``: the periodic evaluations; ``logger``: the one sink of a
-  run's numbers (TensorBoard and the progress bar); ``plots``: the learning curve;
-- ``resume``: the training state in ``RunFolder.last`` and what a resume may change;
-- ``start``: the one front door of a run: the checks every caller passes (CLI, Python API,
-  compare, tune) and the folder claimed;
-- ``training``: the training run (``train``), one screen of loop.
+  and the divergence guard; ``logger``: the one sink of a run's numbers (TensorBoard, the
+  progress bar); ``runlog``: the periodic evaluations and the summary; ``plots``: the learning
+  curve;
+- ``resume``: the training state in the resume checkpoint and what a resume may change;
+- ``start``: the front door: the checks every run passes (the command line, the Python API,
+  compare, tune) before anything is written, with typed errors;
+- ``trainer``: the learner with its clocks, guard, evaluations and checkpoints;
+  ``sb3_training``: an SB3 agent trained into the same folder;
+- ``training``: ``train``: the front door, the folder locked, and the loop on one screen.
 """
