@@ -47,8 +47,8 @@ def run(job: tuple[str, dict[str, Any], str, int, str, int]) -> dict[str, Any]:
         summary = train(config, Path(folder) / "run", show_progress=False)
         policy, _ = load_agent(Path(folder) / "run", "final")
         final = evaluate(policy, env, episodes=100, seed=10_000).mean
-    return {"recipe": name, "agent": agent, "seed": seed, "final": final}
-    | {k: summary[k] for k in ("best_eval_mean", "solved_at_steps", "train_seconds")}
+    kept = {k: summary[k] for k in ("best_eval_mean", "solved_at_steps", "train_seconds")}
+    return {"recipe": name, "agent": agent, "seed": seed, "final": final} | kept
 
 
 def main() -> None:
