@@ -28,7 +28,7 @@ class BatchedEnv(Protocol):
     num_envs: int
     obs_dim: int
     num_actions: int  # Discrete: the number of actions; continuous: the Box's dimension
-    continuous: bool
+    continuous: bool  # Box actions; such an env also has action_low and action_high
     device: torch.device
     max_episode_steps: int | None
     reward_threshold: float | None

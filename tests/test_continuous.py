@@ -224,3 +224,21 @@ def test_the_cli_trains_evaluates_and_refuses_a_discrete_checkpoint_on_a_box_env
     assert report["episodes"] == 2 and report["mean_length"] == 200
     assert main(["evaluate", str(run), "--env", "PositionOnlyCartPole-v1"]) == 2
     assert "made for Box (continuous) actions" in capsys.readouterr().err
+
+
+def test_an_envs_defaults_change_every_rlrnn_agent_but_not_the_references(tmp_path):
+    from rlrnn import default_config
+    from rlrnn.learning.hyperparams import ENV_HYPERPARAMS
+
+    pendulum = ENV_HYPERPARAMS["PositionOnlyPendulum-v1"]["ppo"]
+    for agent in ("gru", "lstm", "mlp"):
+        config = default_config(agent, "PositionOnlyPendulum-v1")
+        assert config.env_id == "PositionOnlyPendulum-v1"
+        assert {k: getattr(config.ppo, k) for k in pendulum} == pendulum
+        assert config.agent == default_config(agent).agent
+    assert default_config("sb3-ppo", "PositionOnlyPendulum-v1").ppo == default_config("sb3-ppo").ppo
+    run = tmp_path / "run"
+    args = ["train", "--env", "PositionOnlyPendulum-v1", "--total-timesteps", "1024"]
+    assert main([*args, "--num-envs", "8", "--run-dir", str(run), "--quiet"]) == 0
+    saved = json.loads((run / "config.json").read_text())["ppo"]
+    assert saved["gamma"] == pendulum["gamma"] and saved["update_epochs"] == 10

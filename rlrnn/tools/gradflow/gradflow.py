@@ -243,7 +243,7 @@ def clipping_run(
     The norm the optimizer applies is read by a step pre-hook; the norm before clipping is the
     one ``clip_grad_norm_`` reports (without clipping the two are the same).
     """
-    base = default_config(agent)
+    base = default_config(agent, env_id)
     ppo_config = replace(
         base.ppo,
         total_timesteps=max(total_timesteps, base.ppo.batch_size),
