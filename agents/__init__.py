@@ -1,6 +1,7 @@
 """Policies: recurrent cores, actor-critic heads and a registry of named agents."""
 
-from agents.actor_critic import ActorCritic, sample_categorical
+from agents.action_heads import Categorical, DiagGaussian, sample_categorical
+from agents.actor_critic import ActorCritic
 from agents.cores import GRU, RNN, Core, FrameStackCore, MLPCore, RecurrentState
 from agents.lstm import LSTM, TorchLSTM
 from agents.normalize import RunningNorm
@@ -15,7 +16,9 @@ __all__ = [
     "RNN",
     "ActorCritic",
     "AgentError",
+    "Categorical",
     "Core",
+    "DiagGaussian",
     "FrameStackCore",
     "MLPCore",
     "MinGRU",

@@ -1,4 +1,5 @@
-"""Actor-critic policies over a core: categorical actor and value heads, SB3-style ``predict``."""
+"""Actor-critic policies over a core: an actor head (categorical for Discrete actions, a diagonal
+Gaussian for Box ones: :mod:`agents.action_heads`), a value head, SB3-style ``predict``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from agents.action_heads import Categorical, DiagGaussian
 from agents.cores import Core, RecurrentState
 from agents.normalize import RunningNorm
 
@@ -31,10 +33,12 @@ class ActorCritic(nn.Module):
     Args:
         actor_core: core whose features feed the policy head (and the value head when shared).
         critic_core: a separate core for the value head, or None to share ``actor_core``.
-        num_actions: size of the Discrete action space.
+        num_actions: size of the Discrete action space, or the Box's dimension (``continuous``).
         pi_hidden, vf_hidden: hidden widths of the policy and value heads.
         activation: activation of the heads.
         normalize_obs: normalise observations by running statistics before the core.
+        continuous: Box actions: the policy head gives a Gaussian's mean (its log-std is
+            learned apart, :class:`agents.action_heads.DiagGaussian`), not logits.
     """
 
     def __init__(
@@ -46,10 +50,13 @@ class ActorCritic(nn.Module):
         vf_hidden: Sequence[int] = (64,),
         activation: type[nn.Module] = nn.ReLU,
         normalize_obs: bool = True,
+        continuous: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim = actor_core.input_size
         self.num_actions = num_actions
+        self.continuous = continuous
+        self.action_head = DiagGaussian(num_actions) if continuous else Categorical()
         self.actor_core = actor_core
         self.critic_core = critic_core
         self.obs_norm = RunningNorm(self.obs_dim, enabled=normalize_obs)
@@ -79,7 +86,8 @@ class ActorCritic(nn.Module):
     def forward(
         self, obs: Tensor, state: RecurrentState, episode_starts: Tensor
     ) -> tuple[Tensor, Tensor, RecurrentState]:
-        """Logits ``(T, B, A)``, values ``(T, B)`` and the final state for ``obs`` ``(T, B, D)``."""
+        """Logits ``(T, B, A)`` (a Gaussian's mean for Box actions), values ``(T, B)`` and the
+        final state for ``obs`` ``(T, B, D)``."""
         x = self.obs_norm(obs)
         if self.critic_core is None:
             features, state = self.actor_core(x, state, episode_starts)
@@ -96,12 +104,13 @@ class ActorCritic(nn.Module):
     def act(
         self, obs: Tensor, state: RecurrentState, episode_starts: Tensor, deterministic: bool
     ) -> tuple[Tensor, RecurrentState]:
-        """Actions ``(B,)`` for one step of observations ``(B, D)``."""
+        """Actions ``(B,)`` (``(B, A)`` floats for Box actions) for one step of observations
+        ``(B, D)``; deterministic: the most likely action (the Gaussian's mean)."""
         logits, _, state = self(obs[None], state, episode_starts[None])  # (B, D) -> (1, B, D)
         logits = logits[0]
         if deterministic:
-            return logits.argmax(-1), state
-        return sample_categorical(logits), state
+            return self.action_head.mode(logits), state
+        return self.action_head.sample(logits), state
 
     def predict(
         self,
@@ -161,9 +170,3 @@ class ActorCritic(nn.Module):
                 )
             parts.append(part.to(device=device, dtype=want.dtype))
         return RecurrentState(*parts)
-
-
-def sample_categorical(logits: Tensor) -> Tensor:
-    """Sample from softmax(logits) by the Gumbel-max trick: three fused ops, no host sync."""
-    gumbel = -torch.empty_like(logits).exponential_().log()
-    return (logits + gumbel).argmax(-1)

@@ -77,9 +77,11 @@ def make_agent(
     activation: str = "relu",
     normalize_obs: bool = True,
     frame_stack: int = 4,
+    continuous: bool = False,
 ) -> ActorCritic:
     """Build agent ``name`` for an env with ``obs_dim`` observations and ``num_actions`` actions
-    (``num_layers=None``: the agent's own depth, see :func:`make_core`)."""
+    (``continuous``: a Box of that many dimensions; ``num_layers=None``: the agent's own depth,
+    see :func:`make_core`)."""
     if activation not in ACTIVATIONS:
         raise AgentError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
 
@@ -94,4 +96,5 @@ def make_agent(
         vf_hidden=vf_hidden,
         activation=ACTIVATIONS[activation],
         normalize_obs=normalize_obs,
+        continuous=continuous,
     )

@@ -37,7 +37,7 @@ def learner(device: torch.device, backend: str = "custom", seed: int = 0) -> PPO
     torch.manual_seed(seed)
     config = RunConfig(agent=AgentConfig(backend=backend), ppo=SMALL)
     env = make_batched_env(config.env_id, SMALL.num_envs, device)
-    agent = build_agent(config, env.obs_dim, env.num_actions).to(device)
+    agent = build_agent(config, env.obs_dim, env.num_actions, env.continuous).to(device)
     return PPOLearner(agent, env, SMALL, seed)
 
 

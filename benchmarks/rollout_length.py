@@ -37,7 +37,9 @@ def seconds_per_iteration(num_steps: int, bptt_len: int | None, repeats: int) ->
     config = dataclasses.replace(base, ppo=ppo)
     torch.manual_seed(0)
     env = make_batched_env(config.env_id, ppo.num_envs)
-    trainer = PPOLearner(build_agent(config, env.obs_dim, env.num_actions), env, ppo, 0)
+    trainer = PPOLearner(
+        build_agent(config, env.obs_dim, env.num_actions, env.continuous), env, ppo, 0
+    )
     trainer.iterate()  # warm-up
     times = []
     for _ in range(repeats):

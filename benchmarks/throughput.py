@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
+from provenance import provenance
 
 from envs import make_batched_env
 from rlrnn.learning.compiled import compile_hot_loop
@@ -43,7 +46,7 @@ def measure(
     )
     torch.manual_seed(0)
     env = make_batched_env(config.env_id, num_envs, device)
-    agent = build_agent(config, env.obs_dim, env.num_actions).to(device)
+    agent = build_agent(config, env.obs_dim, env.num_actions, env.continuous).to(device)
     ppo = PPOLearner(agent, env, ppo_config, seed=0)
     compile_seconds = compile_hot_loop(ppo) if compiled else 0.0
     ppo.iterate()  # warm-up: allocations, cuDNN / kernel selection
@@ -65,7 +68,9 @@ def main() -> None:
     parser.add_argument("--env", nargs="+", default=["PositionOnlyCartPole-v1"], help="env ids")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median)")
     parser.add_argument("--compile", action="store_true", help="through torch.compile")
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
+    rows = []
     device = resolve_device(args.device)
     torch.set_num_threads(1)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU, 1 thread"
@@ -86,6 +91,10 @@ def main() -> None:
                 print(
                     f"| {env_id} | {backend} | {n:,} | {median:,.0f} | {seconds:.1f} |", flush=True
                 )
+                rows.append({"env_id": env_id, "backend": backend, "num_envs": n})
+                rows[-1] |= {"steps_per_second": median, "rounds": [sps for sps, _ in runs]}
+    if args.out:
+        args.out.write_text(json.dumps({"provenance": provenance(), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

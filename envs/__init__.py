@@ -1,8 +1,10 @@
 """The worlds rlrnn trains in.
 
-Importing this package registers ``PositionOnlyCartPole-v1`` and the named noisy and
-flickering variants (:mod:`envs.variants`) with gymnasium; it imports gymnasium only (the tensor
-envs and their torch load on first use), so ``import rlrnn``, which imports it, stays light.
+Importing this package registers ``PositionOnlyCartPole-v1``, its continuous-force twin
+``ContinuousPositionOnlyCartPole-v1``, ``PositionOnlyPendulum-v1`` and the named noisy and
+flickering cart-pole variants (:mod:`envs.variants`) with gymnasium; it imports gymnasium only
+(the tensor envs and their torch load on first use), so ``import rlrnn``, which imports it,
+stays light.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ from envs.variants import NAMED_VARIANTS
 from envs.variants import register as register_variant
 
 POSITION_ONLY_CARTPOLE = "PositionOnlyCartPole-v1"
-
-if POSITION_ONLY_CARTPOLE not in gym.registry:
-    gym.register(
-        id=POSITION_ONLY_CARTPOLE,
-        entry_point="envs.cartpole:PositionOnlyCartPoleEnv",
-        max_episode_steps=500,
-        reward_threshold=475.0,
-    )
+POSITION_ONLY_PENDULUM = "PositionOnlyPendulum-v1"
+CONTINUOUS_CARTPOLE = "ContinuousPositionOnlyCartPole-v1"
+# id -> (entry point, time limit, reward threshold)
+_REGISTERED = {
+    POSITION_ONLY_CARTPOLE: ("envs.cartpole:PositionOnlyCartPoleEnv", 500, 475.0),
+    CONTINUOUS_CARTPOLE: ("envs.cartpole:ContinuousPositionOnlyCartPoleEnv", 500, 475.0),
+    POSITION_ONLY_PENDULUM: ("envs.pendulum:PositionOnlyPendulumEnv", 200, -200.0),
+}
+for _id, (_entry, _limit, _threshold) in _REGISTERED.items():
+    if _id not in gym.registry:
+        gym.register(
+            id=_id, entry_point=_entry, max_episode_steps=_limit, reward_threshold=_threshold
+        )
 for _variant in NAMED_VARIANTS:
     register_variant(_variant)
 
@@ -38,10 +45,13 @@ _LAZY = {
     "PartialCartPoleEnv": "envs.partial_cartpole",
     "TensorPartialCartPole": "envs.partial_cartpole",
     "TensorCartPole": "envs.tensor_cartpole",
+    "TensorPendulum": "envs.pendulum",
 }
 __all__ = [
+    "CONTINUOUS_CARTPOLE",
     "NAMED_VARIANTS",
     "POSITION_ONLY_CARTPOLE",
+    "POSITION_ONLY_PENDULUM",
     "BatchedEnv",
     "EnvError",
     "GymnasiumBatchedEnv",
@@ -50,6 +60,7 @@ __all__ = [
     "StepResult",
     "TensorCartPole",
     "TensorPartialCartPole",
+    "TensorPendulum",
     "make_batched_env",
     "register_variant",
 ]
@@ -58,6 +69,7 @@ if TYPE_CHECKING:
     from envs.batched import BatchedEnv, EnvError, GymnasiumBatchedEnv, StepResult, make_batched_env
     from envs.cartpole import PositionOnlyCartPoleEnv
     from envs.partial_cartpole import PartialCartPoleEnv, TensorPartialCartPole
+    from envs.pendulum import TensorPendulum
     from envs.tensor_cartpole import TensorCartPole
 
 

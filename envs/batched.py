@@ -1,7 +1,8 @@
 """One batched interface over every environment rlrnn trains in (:mod:`envs.protocol`).
 
-:func:`make_batched_env` picks the tensor cart-pole for the built-in ids and wraps any other
-gymnasium id (Box observations, Discrete actions) in :class:`GymnasiumBatchedEnv`.
+:func:`make_batched_env` picks the tensor cart-pole or pendulum for the built-in ids and wraps
+any other gymnasium id (Box observations; Discrete actions, or Box ones with finite bounds) in
+:class:`GymnasiumBatchedEnv`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import Tensor
 from envs import spaces as obs_spaces
 from envs import variants
 from envs.partial_cartpole import TensorPartialCartPole
+from envs.pendulum import TensorPendulum
 from envs.protocol import BatchedEnv, StepResult
 from envs.tensor_cartpole import TensorCartPole
 
@@ -28,11 +30,14 @@ class EnvError(ValueError):
 
 
 class GymnasiumBatchedEnv:
-    """Any gymnasium env with a Discrete action, behind the batched interface.
+    """Any gymnasium env with a Discrete action, or a Box one with finite bounds, behind the
+    batched interface.
 
     Box observations are flattened, Discrete and MultiDiscrete ones one-hot encoded
-    (:mod:`envs.spaces`). Runs ``num_envs`` copies in a synchronous vector env (same-step
-    auto-reset) and converts between numpy and tensors on ``device`` at this edge only.
+    (:mod:`envs.spaces`). Box actions come as ``(N, A)`` floats and are clipped to the env's
+    bounds here, at the env (the policy's sample is not). Runs ``num_envs`` copies in a
+    synchronous vector env (same-step auto-reset) and converts between numpy and tensors on
+    ``device`` at this edge only.
     """
 
     def __init__(
@@ -48,7 +53,12 @@ class GymnasiumBatchedEnv:
         self.device = torch.device(device)
         self.observation_space = probe.observation_space
         self.obs_dim = obs_spaces.flat_size(probe.observation_space)
-        self.num_actions = int(probe.action_space.n)
+        actions = probe.action_space
+        self.continuous = isinstance(actions, gym.spaces.Box)
+        self.num_actions = int(np.prod(actions.shape)) if self.continuous else int(actions.n)
+        if self.continuous:
+            self.action_low, self.action_high = actions.low.reshape(-1), actions.high.reshape(-1)
+            self._action_shape = actions.shape
         spec = probe.spec
         self.max_episode_steps = spec.max_episode_steps if spec else None
         self.reward_threshold = spec.reward_threshold if spec else None
@@ -73,7 +83,11 @@ class GymnasiumBatchedEnv:
         return self._tensor(obs)
 
     def step(self, actions: Tensor) -> StepResult:
-        obs, reward, terminated, truncated, info = self._vec.step(actions.cpu().numpy())
+        taken = actions.cpu().numpy()
+        if self.continuous:  # (N, A) -> clipped, in the env's own shape and type
+            taken = np.clip(taken.reshape(self.num_envs, -1), self.action_low, self.action_high)
+            taken = taken.reshape(self.num_envs, *self._action_shape).astype(np.float32)
+        obs, reward, terminated, truncated, info = self._vec.step(taken)
         final = np.array(obs, copy=True)  # raw observations: encoded below
         if "_final_obs" in info:
             for i in np.flatnonzero(info["_final_obs"]):
@@ -96,6 +110,16 @@ class GymnasiumBatchedEnv:
 
 # Built-in ids that run as tensors: id -> observe only positions?
 TENSOR_CARTPOLES = {"PositionOnlyCartPole-v1": True, "CartPole-v1": False}
+# Built-in ids with Box actions that run as tensors: id -> (class, its arguments).
+TENSOR_BOX_ENVS: dict[str, tuple[type, dict[str, bool]]] = {
+    "PositionOnlyPendulum-v1": (TensorPendulum, {"position_only": True}),
+    "Pendulum-v1": (TensorPendulum, {"position_only": False}),
+    "ContinuousPositionOnlyCartPole-v1": (
+        TensorCartPole,
+        {"position_only": True, "continuous": True},
+    ),
+}
+TENSOR_ENVS = (*TENSOR_CARTPOLES, *TENSOR_BOX_ENVS)  # no per-env gymnasium overhead
 
 
 def _first_line(error: BaseException) -> str:
@@ -119,13 +143,9 @@ def _make_checked(env_id: str) -> gym.Env:
         raise EnvError(f"unknown env id {env_id!r} ({_first_line(e).split(': ', 1)[-1]})") from None
     except (Exception, SystemExit) as e:  # the env's own module or constructor failed
         raise EnvError(f"cannot make env {env_id!r}: {_first_line(e)}") from None
-    problem = None
-    if not isinstance(env.action_space, gym.spaces.Discrete):
-        problem = f"needs a Discrete action space, has {env.action_space}"
-    elif obs_spaces.space_problem(env.observation_space) is not None:
+    problem = _action_problem(env.action_space)
+    if problem is None and obs_spaces.space_problem(env.observation_space) is not None:
         problem = obs_spaces.space_problem(env.observation_space)
-    elif int(env.action_space.n) < 1:
-        problem = "has no actions"
     if problem is not None:
         env.close()
         raise EnvError(f"env {env_id!r} {problem}")
@@ -134,10 +154,10 @@ def _make_checked(env_id: str) -> gym.Env:
 
 # env id -> (its registration, observation space, action space): what the checks of one
 # command read, so a command makes an env once for all of them (not once per check).
-_CHECKED: dict[str, tuple[Any, gym.spaces.Space, gym.spaces.Discrete]] = {}
+_CHECKED: dict[str, tuple[Any, gym.spaces.Space, gym.spaces.Space]] = {}
 
 
-def _checked_spaces(env_id: str) -> tuple[gym.spaces.Space, gym.spaces.Discrete]:
+def _checked_spaces(env_id: str) -> tuple[gym.spaces.Space, gym.spaces.Space]:
     """``env_id``'s spaces, the env made and checked (:func:`_make_checked`) on the first call
     for an id and registration, remembered after."""
     spec = gym.registry.get(env_id.rpartition(":")[2])
@@ -148,6 +168,18 @@ def _checked_spaces(env_id: str) -> tuple[gym.spaces.Space, gym.spaces.Discrete]
         env.close()
         known = _CHECKED[env_id] = (gym.registry.get(env_id.rpartition(":")[2]), *spaces)
     return known[1], known[2]
+
+
+def _action_problem(space: gym.spaces.Space) -> str | None:
+    """What keeps rlrnn from acting in ``space`` (None: nothing): Discrete with actions, or a
+    Box with finite bounds."""
+    if isinstance(space, gym.spaces.Discrete):
+        return "has no actions" if int(space.n) < 1 else None
+    if isinstance(space, gym.spaces.Box):
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            return f"has a Box action space with infinite bounds ({space}); rlrnn clips to them"
+        return "has an empty Box action space" if int(np.prod(space.shape)) < 1 else None
+    return f"needs a Discrete or Box action space, has {space}"
 
 
 def is_registered(env_id: str) -> bool:
@@ -179,7 +211,7 @@ def _import_plugin(module: str) -> None:
 
 def check_env_id(env_id: str) -> None:
     """Raise :class:`EnvError` unless ``env_id`` names an env rlrnn can train on."""
-    if env_id not in TENSOR_CARTPOLES and not _register_variant(env_id):
+    if env_id not in TENSOR_ENVS and not _register_variant(env_id):
         _checked_spaces(env_id)
 
 
@@ -190,7 +222,27 @@ def env_sizes(env_id: str) -> tuple[int, int]:
     if _register_variant(env_id):
         return 2 + int(variants.variant_params(env_id).last_action), 2
     observations, actions = _checked_spaces(env_id)
+    if isinstance(actions, gym.spaces.Box):
+        return obs_spaces.flat_size(observations), int(np.prod(actions.shape))
     return obs_spaces.flat_size(observations), int(actions.n)
+
+
+def has_box_actions(env_id: str) -> bool:
+    """Whether ``env_id`` takes Box actions (an :class:`EnvError` if rlrnn cannot use it)."""
+    if env_id in TENSOR_BOX_ENVS:
+        return True
+    if env_id in TENSOR_CARTPOLES or _register_variant(env_id):
+        return False
+    return isinstance(_checked_spaces(env_id)[1], gym.spaces.Box)
+
+
+def action_bounds(env_id: str) -> tuple[list[float], list[float]]:
+    """The low and high bounds of ``env_id``'s Box actions, flattened (an :class:`EnvError` if
+    rlrnn cannot use it; a ValueError for Discrete actions)."""
+    actions = _checked_spaces(env_id)[1]
+    if not isinstance(actions, gym.spaces.Box):
+        raise ValueError(f"env {env_id!r} has no Box actions")
+    return actions.low.reshape(-1).tolist(), actions.high.reshape(-1).tolist()
 
 
 def observation_space(env_id: str) -> gym.spaces.Space:
@@ -228,6 +280,9 @@ def make_batched_env(
     limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     if env_id in TENSOR_CARTPOLES:
         return TensorCartPole(num_envs, device, position_only=TENSOR_CARTPOLES[env_id], **limit)
+    if env_id in TENSOR_BOX_ENVS:
+        cls, kwargs = TENSOR_BOX_ENVS[env_id]
+        return cls(num_envs, device, **kwargs, **limit)
     if _register_variant(env_id):
         params = variants.variant_kwargs(env_id) or {}
         return TensorPartialCartPole(num_envs, device, **params, **limit)

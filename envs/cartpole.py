@@ -1,4 +1,5 @@
-"""Gymnasium's cart-pole with the velocities hidden: the agent sees ``[x, theta]`` only."""
+"""Gymnasium's cart-pole with the velocities hidden: the agent sees ``[x, theta]`` only; and its
+continuous-force twin, pushed with any force in ``[-1, 1] x 10 N``."""
 
 from __future__ import annotations
 
@@ -33,3 +34,24 @@ class PositionOnlyCartPoleEnv(CartPoleEnv):
     def step(self, action):
         obs, reward, terminated, truncated, info = super().step(action)
         return obs[list(POSITION_INDICES)], reward, terminated, truncated, info
+
+
+class ContinuousPositionOnlyCartPoleEnv(PositionOnlyCartPoleEnv):
+    """:class:`PositionOnlyCartPoleEnv` pushed by a force: the action is one number, clipped to
+    ``[-1, 1]`` and scaled by the cart-pole's 10 N (``+1`` and ``-1`` are CartPole-v1's two
+    actions); dynamics, termination, rewards and the 500-step limit are CartPole-v1's."""
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        super().__init__(render_mode=render_mode, **kwargs)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.full_force = self.force_mag
+
+    def step(self, action):
+        push = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+        # CartPoleEnv pushes right with force_mag for action 1: set that force, then push right.
+        self.force_mag = push * self.full_force
+        self.action_space, box = spaces.Discrete(2), self.action_space
+        try:
+            return super().step(1)
+        finally:
+            self.action_space, self.force_mag = box, self.full_force

@@ -1,6 +1,7 @@
 """What every batched environment is: the :class:`BatchedEnv` protocol and its :class:`StepResult`.
 
-A batched environment holds ``num_envs`` environments, takes a ``(N,)`` tensor of actions and
+A batched environment holds ``num_envs`` environments, takes a ``(N,)`` tensor of action indices
+(``(N, num_actions)`` floats when ``continuous``: a Box, clipped to its bounds by the env) and
 returns tensors on its device. Finished environments reset in the same step; ``final_obs`` is the
 observation that ended the episode (equal to ``obs`` where the episode goes on). ``terminated``
 (the task ended) and ``truncated`` (the time limit) are separate: only termination should cut
@@ -26,7 +27,8 @@ class StepResult(NamedTuple):
 class BatchedEnv(Protocol):
     num_envs: int
     obs_dim: int
-    num_actions: int
+    num_actions: int  # Discrete: the number of actions; continuous: the Box's dimension
+    continuous: bool  # Box actions; such an env also has action_low and action_high
     device: torch.device
     max_episode_steps: int | None
     reward_threshold: float | None

@@ -61,6 +61,8 @@ class TensorCartPole:
         position_only: observe ``[x, theta]`` (True) or the full state (False).
         max_episode_steps: time limit after which an episode is truncated.
         dtype: floating type of the physical state.
+        continuous: push with a force: actions ``(N, 1)`` clipped to ``[-1, 1]`` times 10 N
+            (``+1``/``-1``: the Discrete actions 1/0), not an index.
     """
 
     def __init__(
@@ -70,12 +72,15 @@ class TensorCartPole:
         position_only: bool = True,
         max_episode_steps: int = 500,
         dtype: torch.dtype = torch.float32,
+        continuous: bool = False,
     ) -> None:
         self.num_envs = num_envs
+        self.continuous = continuous
+        self.action_low, self.action_high = -1.0, 1.0
         self.device = torch.device(device)
         self.max_episode_steps = max_episode_steps
         self.reward_threshold: float | None = 475.0 if max_episode_steps == 500 else None
-        self.num_actions = 2
+        self.num_actions = 1 if continuous else 2
         observed = [0, 2] if position_only else [0, 1, 2, 3]
         self._observed = torch.tensor(observed, device=self.device)
         self.obs_dim = len(observed)
@@ -147,9 +152,13 @@ class TensorCartPole:
         """Nothing to release: the environments are tensors."""
 
     def step(self, actions: Tensor) -> StepResult:
-        """Push each cart left (action 0) or right (action 1) for one time step of 0.02 s."""
+        """Push each cart left (action 0) or right (action 1), or with a force (``continuous``),
+        for one time step of 0.02 s."""
         x, x_dot, theta, theta_dot = self.state.unbind(1)
-        force = (actions.to(self.dtype) * 2 - 1) * FORCE_MAG
+        if self.continuous:
+            force = actions.reshape(self.num_envs, -1)[:, 0].to(self.dtype).clamp(-1, 1) * FORCE_MAG
+        else:
+            force = (actions.to(self.dtype) * 2 - 1) * FORCE_MAG
         cos, sin = theta.cos(), theta.sin()
         temp = (force + POLE_MASS_LENGTH * theta_dot.square() * sin) / TOTAL_MASS
         theta_acc = (GRAVITY * sin - cos * temp) / (

@@ -61,7 +61,11 @@ def ppo(**changes) -> RunConfig:
         (lambda d: train(TINY, d, resume=1), UsageError, "resume must be true or false, got 1"),
         (lambda d: train(TINY, d, on_evaluation=5), UsageError, "on_evaluation must be callable"),
         (lambda d: train(RunConfig(env_id="NoSuchEnv-v0"), d), EnvError, "unknown env id"),
-        (lambda d: train(RunConfig(env_id="Pendulum-v1"), d), EnvError, "Discrete action space"),
+        (
+            lambda d: train(RunConfig(env_id="hostile_envs:TupleActions-v0"), d),
+            EnvError,
+            "needs a Discrete or Box action space, has Tuple(",
+        ),
         (
             lambda d: train(ppo(num_envs=HUGE, total_timesteps=10**9), d),
             MemoryBudgetExceeded,

@@ -36,7 +36,9 @@ SHARED = ["tune", "--storage", "journal:{tmp}/study.log", "--study", "shared"]
 CASES = [
     # ---- unknown ids, impossible values, missing or damaged files (the first sweep)
     ("train", ["--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
-    ("train", ["--env", "Pendulum-v1"], "needs a Discrete action space"),
+    ("train", ["--env", "hostile_envs:MultiBinaryActions-v0"], "needs a Discrete or Box action space, has MultiBinary(2)"),
+    ("train", ["--env", "hostile_envs:DictActions-v0"], "needs a Discrete or Box action space, has Dict("),
+    ("train", ["--env", "hostile_envs:InfiniteBoxActions-v0"], "has a Box action space with infinite bounds"),
     ("train", ["--agent", "transformer"], "invalid choice: 'transformer'"),
     ("train", ["--num-envs", "0"], "num_envs must be >= 1, got 0"),
     ("train", ["--num-steps", "-3"], "num_steps must be >= 1, got -3"),

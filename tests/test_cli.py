@@ -144,7 +144,7 @@ def assert_usage_error(result: subprocess.CompletedProcess, fragment: str) -> No
     ("args", "fragment"),
     [
         (["--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
-        (["--env", "Pendulum-v1"], "Discrete action space"),
+        (["--env", "Blackjack-v1"], "has a Tuple observation space; rlrnn needs Box"),
         (["--agent", "transformer"], "invalid choice: 'transformer'"),
         (["--num-envs", "6", "--num-minibatches", "4"], "must divide num_envs"),
         (["--num-steps", "0"], "num_steps must be >= 1"),

@@ -1,5 +1,7 @@
 """The position-only cart-pole and the batched tensor cart-pole."""
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -117,9 +119,13 @@ def test_built_in_ids_use_the_tensor_env():
 
 @pytest.mark.parametrize(
     ("env_id", "message"),
-    [("NoSuchEnv-v0", "unknown env id"), ("Pendulum-v1", "Discrete action space")],
+    [
+        ("NoSuchEnv-v0", "unknown env id"),
+        ("hostile_envs:MultiBinaryActions-v0", "needs a Discrete or Box action space"),
+    ],
 )
-def test_unusable_env_ids_are_rejected_clearly(env_id, message):
+def test_unusable_env_ids_are_rejected_clearly(env_id, message, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "hostile"))  # as --env imports it
     with pytest.raises(EnvError, match=message):
         check_env_id(env_id)
 

@@ -293,3 +293,36 @@ def test_an_empty_folder_is_filled_and_the_api_and_the_command_agree(tiny_run, t
     first = json.loads((tmp_path / "empty" / "policy.json").read_text())
     second = json.loads((via_api / "policy.json").read_text())
     assert first == second and first["files"] == {"torchscript": "policy.pt"}
+
+
+@pytest.mark.parametrize("name", ["mlp", "gru", "lstm"])
+def test_a_box_action_policy_exports_its_mean_as_the_action(tmp_path, name):
+    env = "PositionOnlyPendulum-v1"
+    config = RunConfig(agent=AGENTS[name], env_id=env)
+    torch.manual_seed(0)
+    policy = build_agent(config, 2, 1, continuous=True).eval()
+    save_checkpoint(tmp_path / "agent.pt", policy, config)
+    folder = export(tmp_path / "agent.pt", tmp_path / "export")
+    sidecar = json.loads((folder / "policy.json").read_text())
+    assert sidecar["action"] == {
+        "space": "Box",
+        "dim": 1,
+        "low": [-2.0],
+        "high": [2.0],
+        "action": "the Gaussian's mean (logits); clip it to [low, high]",
+    }
+    onnx, module = session(folder / "policy.onnx"), torch.jit.load(str(folder / "policy.pt"))
+    generator = torch.Generator().manual_seed(0)
+    state = policy.initial_state(8)
+    onnx_state = {
+        s["input"]: np.zeros([8 if d == "B" else d for d in s["shape"]], np.float32)
+        for s in sidecar["state"]
+    }
+    for starts in episode_starts(8, generator)[:40]:
+        obs = torch.randn(8, 2, generator=generator)
+        action, state = policy.act(obs, state, starts, deterministic=True)  # the mean, (8, 1)
+        out = onnx.run(None, {"obs": obs.numpy(), **onnx_state, "episode_start": starts.numpy()})
+        np.testing.assert_allclose(out[0], action.numpy(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(out[0], out[1], rtol=0, atol=0)
+        onnx_state = dict(zip(onnx_state, out[2:], strict=True))
+        np.testing.assert_allclose(module.act_starts(obs, starts).numpy(), action, atol=1e-5)

@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         if args.config:  # an env id from a file is not imported unless the user names it
             base = load_config_file(args.config, trust_env=env_given)
         else:
-            base = default_config(getattr(args, "agent.agent", "lstm"))
+            agent = getattr(args, "agent.agent", "lstm")
+            base = default_config(agent, getattr(args, "env_id", None))
         config = config_from_args(args, base)
         run_dir = args.run_dir or args.runs_root / (args.run_name or run_name(config))
     resume = f"python train.py --resume {shell_path(run_dir)}"

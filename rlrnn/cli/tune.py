@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if args.total_timesteps is not None:
         values["ppo.total_timesteps"] = args.total_timesteps
     setup = Setup(
-        base=with_values(default_config(args.agent), values),
+        base=with_values(default_config(args.agent, args.env_id), values),
         space=search_space(args.agent),
         objective=args.objective,
         threshold=threshold,

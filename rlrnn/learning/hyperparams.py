@@ -23,6 +23,9 @@ rl-baselines3-zoo's tuned settings (``ppo.yml`` CartPole-v1 and ``ppo_lstm.yml``
 CartPoleNoVel-v1), translated to rlrnn's names: 8 envs x 32 steps, one minibatch of 256, 20
 epochs, lr 1e-3 and clip 0.2 both annealed.
 
+An env may change these for every rlrnn agent (:data:`ENV_HYPERPARAMS`): the cart-pole's tuning
+is not a pendulum's.
+
 Beside them, :data:`SEARCH_SPACES`: what ``rlrnn tune`` may change for each agent, and over
 which values. Every space holds its agent's defaults (the tuner's first trial is the defaults).
 """
@@ -80,15 +83,40 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def default_config(agent: str) -> RunConfig:
-    """The tuned configuration of ``agent`` (validated like any config)."""
+# What an env changes over every rlrnn agent's own defaults (which are tuned for the cart-pole).
+# PositionOnlyPendulum-v1: the best of four recipes screened on seeds 10-12, checked on 0-4
+# (benchmarks/recipes.py; benchmarks/results/pendulum_recipes_*.json): more, smaller updates, a
+# shorter horizon and a clip range kept whole. Better than the cart-pole's on both seed sets for
+# gru and lstm, but no seed's final weights reach the -200 bar yet at 200k env steps.
+ENV_HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
+    "PositionOnlyPendulum-v1": {
+        "ppo": {
+            "update_epochs": 10,
+            "num_minibatches": 8,
+            "gamma": 0.95,
+            "gae_lambda": 0.95,
+            "learning_rate": 3e-3,
+            "anneal_clip": False,
+        }
+    },
+}
+
+
+def default_config(agent: str, env_id: str | None = None) -> RunConfig:
+    """The tuned configuration of ``agent`` (validated like any config), on ``env_id`` (the
+    config's default env when None) with that env's changes (:data:`ENV_HYPERPARAMS`; not for
+    the SB3 agents, whose entries are rl-baselines3-zoo's)."""
     if not isinstance(agent, str) or agent not in HYPERPARAMS:
         raise UsageError(f"unknown agent {agent!r}; choose from {', '.join(HYPERPARAMS)}")
     entry = HYPERPARAMS[agent]
     data = RunConfig().to_dict()
     for section in ("agent", "ppo"):
         data[section].update(entry.get(section, {}))
+        if env_id in ENV_HYPERPARAMS and not agent.startswith("sb3-"):
+            data[section].update(ENV_HYPERPARAMS[env_id].get(section, {}))
     data["agent"]["agent"] = agent
+    if env_id is not None:
+        data["env_id"] = env_id
     return RunConfig.from_dict(data)
 
 
@@ -103,7 +131,8 @@ def config_from_file_data(data: Any) -> RunConfig:
     agent = section.get("agent", "lstm") if isinstance(section, dict) else None
     if not isinstance(agent, str) or agent not in HYPERPARAMS:
         return RunConfig.from_dict(data)  # says what is wrong with the agent's section
-    merged = default_config(agent).to_dict()
+    env_id = data.get("env_id")
+    merged = default_config(agent, env_id if isinstance(env_id, str) else None).to_dict()
     for key, value in data.items():
         if key in ("agent", "ppo") and isinstance(value, dict):
             merged[key].update(value)

@@ -27,10 +27,8 @@ def ppo_loss(
         rollout.initial_state.select(envs),
         rollout.episode_starts[:, envs],
     )  # replay whole sequences: (T, b, A), (T, b)
-    logp_all = logits.log_softmax(-1)
-    actions = rollout.actions[:, envs]
-    new_logp = logp_all.gather(-1, actions[..., None]).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+    new_logp, entropy = agent.action_head.log_prob_and_entropy(logits, rollout.actions[:, envs])
+    entropy = entropy.mean()
     log_ratio = new_logp - rollout.logprobs[:, envs]
     ratio = log_ratio.exp()
 

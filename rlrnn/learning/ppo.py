@@ -91,7 +91,7 @@ class PPOLearner:
         initial_state = self.state
         if self._storage is None:
             self._storage = RolloutStorage.allocate(
-                T, B, env.obs_dim, env.num_actions, self.state, self.device
+                T, B, env.obs_dim, env.num_actions, self.state, self.device, agent.continuous
             )
         s = self._storage  # written in place: the returned Rollout is valid until the next one
 
@@ -117,7 +117,7 @@ class PPOLearner:
         self.env_steps += T * B
 
         done_buf = (s.terminated | s.truncated).float()
-        logp_buf = s.logits.log_softmax(-1).gather(-1, s.actions[..., None]).squeeze(-1)
+        logp_buf, _ = agent.action_head.log_prob_and_entropy(s.logits, s.actions)
         finished = torch.stack(
             (
                 done_buf.sum(),

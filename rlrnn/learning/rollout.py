@@ -14,13 +14,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from agents import ActorCritic, RecurrentState, RunningNorm, sample_categorical
+from agents import ActorCritic, RecurrentState, RunningNorm
 
 
 class Rollout(NamedTuple):
     obs: Tensor  # (T, B, D)
     episode_starts: Tensor  # (T, B) float, 1 where obs[t] starts an episode
-    actions: Tensor  # (T, B) long
+    actions: Tensor  # (T, B) long, or (T, B, A) float for Box actions
     logprobs: Tensor  # (T, B)
     values: Tensor  # (T, B)
     advantages: Tensor  # (T, B)
@@ -56,8 +56,8 @@ class RolloutStorage(NamedTuple):
     obs: Tensor  # (T, B, D)
     final_obs: Tensor  # (T, B, D) the observation each step ended on (before a reset)
     episode_starts: Tensor  # (T, B) float
-    logits: Tensor  # (T, B, A)
-    actions: Tensor  # (T, B) long
+    logits: Tensor  # (T, B, A): logits, or a Gaussian's mean for Box actions
+    actions: Tensor  # (T, B) long, or (T, B, A) float for Box actions
     values: Tensor  # (T, B)
     rewards: Tensor  # (T, B)
     terminated: Tensor  # (T, B) bool
@@ -76,6 +76,7 @@ class RolloutStorage(NamedTuple):
         num_actions: int,
         state: RecurrentState,
         device: torch.device,
+        continuous: bool = False,
     ) -> RolloutStorage:
         def buffer(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
             return torch.empty(steps, *shape, dtype=dtype, device=device)
@@ -86,7 +87,7 @@ class RolloutStorage(NamedTuple):
             final_obs=buffer(B, obs_dim),
             episode_starts=buffer(B),
             logits=buffer(B, num_actions),
-            actions=buffer(B, dtype=torch.long),
+            actions=buffer(B, num_actions) if continuous else buffer(B, dtype=torch.long),
             values=buffer(B),
             rewards=buffer(B),
             terminated=buffer(B, dtype=torch.bool),
@@ -102,9 +103,10 @@ def act_step(
     agent: ActorCritic, obs: Tensor, state: RecurrentState, starts: Tensor
 ) -> tuple[Tensor, Tensor, RecurrentState, Tensor]:
     """One acting step of the rollout: logits ``(B, A)``, values ``(B,)``, the new state and
-    the sampled actions ``(B,)`` (compiled with ``loss_fn`` when a run's ``compile`` is on)."""
+    the sampled actions, ``(B,)`` or ``(B, A)`` (compiled with ``loss_fn`` when a run's
+    ``compile`` is on)."""
     logits, value, state = agent(obs[None], state, starts[None])  # (B, D) -> (1, B, D)
-    return logits[0], value[0], state, sample_categorical(logits[0])
+    return logits[0], value[0], state, agent.action_head.sample(logits[0])
 
 
 class EpisodeStats(NamedTuple):

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from agents import ActorCritic
-from envs.batched import env_sizes, is_registered
+from envs.batched import env_sizes, has_box_actions, is_registered
 from rlrnn.errors import EnvNotTrusted, UsageError
 from rlrnn.files import atomic_write
 from rlrnn.learning.config import RunConfig
@@ -30,8 +30,12 @@ FORMAT = "rlrnn-checkpoint"
 FORMAT_VERSION = 1
 
 
-def env_signature(obs_dim: int, num_actions: int, env_id: str) -> dict[str, Any]:
-    return {"env_id": env_id, "obs_dim": obs_dim, "num_actions": num_actions}
+def env_signature(
+    obs_dim: int, num_actions: int, env_id: str, continuous: bool = False
+) -> dict[str, Any]:
+    """What a checkpoint's weights were made for; ``continuous`` (Box actions) only when so."""
+    signature = {"env_id": env_id, "obs_dim": obs_dim, "num_actions": num_actions}
+    return signature | ({"continuous": True} if continuous else {})
 
 
 def write_checkpoint(
@@ -64,7 +68,7 @@ def write_checkpoint(
 def save_checkpoint(
     path: Path, agent: ActorCritic, config: RunConfig, extra: dict[str, Any] | None = None
 ) -> None:
-    env = env_signature(agent.obs_dim, agent.num_actions, config.env_id)
+    env = env_signature(agent.obs_dim, agent.num_actions, config.env_id, agent.continuous)
     write_checkpoint(path, config, env, agent.state_dict(), extra)
 
 
@@ -157,6 +161,10 @@ def check_env(
     """Refuse to play a checkpoint on an env whose observations or actions differ in size from
     those its weights were made for (``saved``: the env signature); ``env_id`` must be trusted."""
     here = dict(zip(("obs_dim", "num_actions"), env_sizes(env_id), strict=True))
+    box = has_box_actions(env_id)
+    if (saved.get("continuous", False) is True) != box:
+        kind = {True: "Box (continuous) actions", False: "Discrete actions"}
+        raise UsageError(f"{path} was made for {kind[not box]}; {env_id} takes {kind[box]}")
     wrong = [key for key in here if int(saved[key]) != here[key]]
     if not wrong:
         return

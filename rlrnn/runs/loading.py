@@ -30,9 +30,12 @@ from rlrnn.runs.checkpoint import (
 )
 
 
-def build_agent(config: RunConfig, obs_dim: int, num_actions: int) -> ActorCritic:
+def build_agent(
+    config: RunConfig, obs_dim: int, num_actions: int, continuous: bool = False
+) -> ActorCritic:
     """A fresh agent as ``config`` describes it, for ``obs_dim`` observations and ``num_actions``
-    actions (seeded by the caller: ``torch.manual_seed``)."""
+    actions (a Box of that many dimensions when ``continuous``; seeded by the caller:
+    ``torch.manual_seed``)."""
     a = config.agent
     return make_agent(
         a.agent,
@@ -47,14 +50,17 @@ def build_agent(config: RunConfig, obs_dim: int, num_actions: int) -> ActorCriti
         activation=a.activation,
         normalize_obs=a.normalize_obs,
         frame_stack=a.frame_stack,
+        continuous=continuous,
     )
 
 
-def expected_weights(config: RunConfig, obs_dim: int, num_actions: int) -> dict[str, torch.Size]:
+def expected_weights(
+    config: RunConfig, obs_dim: int, num_actions: int, continuous: bool = False
+) -> dict[str, torch.Size]:
     """The name and shape of every tensor of the agent ``config`` describes, allocating nothing
     (the agent is built on the meta device)."""
     with torch.device("meta"):
-        agent = build_agent(config, obs_dim, num_actions)
+        agent = build_agent(config, obs_dim, num_actions, continuous)
     return {k: v.shape for k, v in agent.state_dict().items()}
 
 
@@ -78,6 +84,7 @@ def load_checkpoint(
     try:
         env = payload["env"]
         obs_dim, num_actions = int(env["obs_dim"]), int(env["num_actions"])
+        continuous = env.get("continuous", False) is True
         weights = payload["model"]
         if not isinstance(weights, dict) or not all(
             isinstance(v, torch.Tensor) for v in weights.values()
@@ -92,7 +99,7 @@ def load_checkpoint(
             played = dataclasses.replace(config, env_id=play_env)
             policy = load_sb3_policy(played, weights, payload.get("obs_rms"), device, path)
             return policy, config, extra
-        expected = expected_weights(config, obs_dim, num_actions)
+        expected = expected_weights(config, obs_dim, num_actions, continuous)
         if set(weights) != set(expected) or any(weights[k].shape != v for k, v in expected.items()):
             a = config.agent
             raise UsageError(
@@ -100,7 +107,7 @@ def load_checkpoint(
                 f" {a.hidden_size}, num_layers {a.num_layers}, {obs_dim} observations):"
                 f" {describe_mismatch(expected, weights)}"
             )
-        agent = build_agent(config, obs_dim, num_actions)  # no bigger than the file's weights
+        agent = build_agent(config, obs_dim, num_actions, continuous)  # as big as the file's
         agent.load_state_dict(weights)
     except (UsageError, EnvError):
         raise

@@ -94,7 +94,7 @@ def save_training_state(
     trainer = {"ppo": ppo.state_dict(), "loop": json.dumps(loop), "evals": evals.state_dict()}
     trainer["evals"] = json.dumps(trainer["evals"])
     extra = {"env_steps": ppo.env_steps, "status": status}
-    env = env_signature(agent.obs_dim, agent.num_actions, config.env_id)
+    env = env_signature(agent.obs_dim, agent.num_actions, config.env_id, agent.continuous)
     write_checkpoint(path, config, env, agent.state_dict(), extra, trainer=trainer)
 
 

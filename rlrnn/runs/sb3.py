@@ -51,7 +51,7 @@ class SB3Policy:
         self.model = model
         self.normalize = normalize or (lambda obs: obs)
         self.obs_dim = int(np.prod(model.observation_space.shape))
-        self.num_actions = int(model.action_space.n)
+        self.continuous, self.num_actions = action_size(model.action_space)
 
     def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> None:
         return None  # SB3's predict starts a fresh recurrent state from None
@@ -71,7 +71,16 @@ class SB3Policy:
     ) -> tuple[torch.Tensor, Any]:
         starts = episode_starts.cpu().numpy().astype(bool)
         actions, state = self.predict(obs.cpu().numpy(), state, starts, deterministic)
+        if self.continuous:  # SB3 clips a Box action to its bounds: (B, *shape) -> (B, A)
+            actions = np.asarray(actions, dtype=np.float32).reshape(len(starts), -1)
         return torch.as_tensor(actions, device=obs.device), state
+
+
+def action_size(space: gym.spaces.Space) -> tuple[bool, int]:
+    """Whether ``space`` is a Box, and its dimension (or a Discrete's number of actions)."""
+    if isinstance(space, gym.spaces.Box):
+        return True, int(np.prod(space.shape))
+    return False, int(space.n)
 
 
 def _flatten_non_box(env: gym.Env) -> gym.Env:
@@ -153,9 +162,12 @@ def obs_statistics(vec_env: VecEnv) -> dict[str, torch.Tensor] | None:
     }
 
 
-def expected_weights(config: RunConfig, obs_dim: int, num_actions: int) -> dict[str, torch.Size]:
+def expected_weights(
+    config: RunConfig, obs_dim: int, num_actions: int, continuous: bool = False
+) -> dict[str, torch.Size]:
     """The name and shape of every tensor of the SB3 policy ``config`` describes (as
-    :func:`build_model` makes it), computed without building it."""
+    :func:`build_model` makes it), computed without building it; a Box action space adds the
+    Gaussian's ``log_std``."""
     a = config.agent
     recurrent = a.agent == "sb3-recurrentppo"
     features = a.hidden_size if recurrent else obs_dim
@@ -168,6 +180,8 @@ def expected_weights(config: RunConfig, obs_dim: int, num_actions: int) -> dict[
             width = w
         head, out = ("action_net", num_actions) if net == "policy_net" else ("value_net", 1)
         shapes[f"{head}.weight"], shapes[f"{head}.bias"] = (out, width), (out,)
+    if continuous:
+        shapes["log_std"] = (num_actions,)
     if recurrent:
         h = a.hidden_size
         for lstm in ("lstm_actor",) if a.shared_core else ("lstm_actor", "lstm_critic"):
@@ -190,7 +204,7 @@ def load_sb3_policy(
     huge size allocates nothing)."""
     vec_env = make_vec_env(config, 1)
     obs_dim = int(np.prod(vec_env.observation_space.shape))
-    expected = expected_weights(config, obs_dim, int(vec_env.action_space.n))
+    expected = expected_weights(config, obs_dim, *reversed(action_size(vec_env.action_space)))
     if set(weights) != set(expected) or any(weights[k].shape != v for k, v in expected.items()):
         vec_env.close()
         raise UsageError(

@@ -26,7 +26,7 @@ from rlrnn.runs.checkpoint import env_signature, write_checkpoint
 from rlrnn.runs.folder import RunFolder
 from rlrnn.runs.logger import RunLogger
 from rlrnn.runs.runlog import EvaluationHook, EvaluationLog
-from rlrnn.runs.sb3 import SB3Policy, build_model, make_vec_env, obs_statistics
+from rlrnn.runs.sb3 import SB3Policy, action_size, build_model, make_vec_env, obs_statistics
 
 # SB3's name of a training statistic -> (rlrnn's name, factor): the same quantity as rlrnn's
 # trainer logs under that name. SB3's entropy_loss is minus the mean entropy; its value loss is the
@@ -163,7 +163,8 @@ def _train_sb3(
     log = RunLogger(folder, config, p.total_timesteps, show_progress)
     model.set_logger(Logger(None, [_TensorBoardKeys(log)]))  # one event file, rlrnn's names
     obs_dim = int(np.prod(vec_env.observation_space.shape))
-    signature = env_signature(obs_dim, int(vec_env.action_space.n), config.env_id)
+    continuous, num_actions = action_size(vec_env.action_space)
+    signature = env_signature(obs_dim, num_actions, config.env_id, continuous)
 
     def save(path: Path, env_steps: int) -> None:
         state = model.policy.state_dict()

@@ -38,7 +38,8 @@ class Trainer:
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         env = make_batched_env(config.env_id, config.ppo.num_envs, self.device)
-        self.agent = build_agent(config, env.obs_dim, env.num_actions).to(self.device)
+        agent = build_agent(config, env.obs_dim, env.num_actions, env.continuous)
+        self.agent = agent.to(self.device)
         self.ppo = PPOLearner(self.agent, env, config.ppo, config.seed)
         self.threshold = env.reward_threshold
         self.eval_steps, self.checkpoint_steps = eval_every(config), checkpoint_every(config)

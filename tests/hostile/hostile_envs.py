@@ -38,3 +38,20 @@ gym.register(
     max_episode_steps=50,
 )
 gym.register("EmptyObs-v0", entry_point=EmptyObs, max_episode_steps=50)
+
+
+class OtherActions(NanObs):
+    """Actions rlrnn cannot act in: ``space`` (infinite Box bounds, MultiBinary, Tuple, Dict)."""
+
+    def __init__(self, space: spaces.Space) -> None:
+        super().__init__()
+        self.action_space = space
+
+
+for _name, _space in {
+    "InfiniteBoxActions-v0": spaces.Box(-np.inf, np.inf, (1,), np.float32),
+    "MultiBinaryActions-v0": spaces.MultiBinary(2),
+    "TupleActions-v0": spaces.Tuple((spaces.Discrete(2), spaces.Discrete(2))),
+    "DictActions-v0": spaces.Dict({"push": spaces.Discrete(2)}),
+}.items():
+    gym.register(_name, entry_point=OtherActions, kwargs={"space": _space}, max_episode_steps=50)

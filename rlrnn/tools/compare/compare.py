@@ -79,8 +79,7 @@ def plan_runs(
         raise UsageError("each agent may appear only once in --agents")
     specs = []
     for agent in agents:
-        data = default_config(agent).to_dict()
-        data["env_id"] = env_id
+        data = default_config(agent, env_id).to_dict()
         for key, value in (overrides or {}).items():
             section, _, name = key.rpartition(".")
             (data[section] if section else data)[name] = value

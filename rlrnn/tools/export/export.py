@@ -7,7 +7,8 @@ An export folder holds, for the formats asked for:
   tensors the core keeps are there (an LSTM's ``h`` and ``c``, a GRU's or an RNN's ``h``, a
   frame stack's window as ``h``, none for ``mlp``). The observation normaliser, a Discrete
   observation's one-hot and the reset where ``episode_start`` is 1 (the state zeroed *before*
-  the observation is consumed) are inside the graph; ``action`` is the argmax of ``logits``.
+  the observation is consumed) are inside the graph; ``action`` is the argmax of ``logits``
+  (for Box actions: the Gaussian's mean, ``logits`` itself, unclipped).
 - ``policy.pt``: a TorchScript module with ``reset()``, ``act(obs)``, ``act_starts(obs,
   episode_start)``, ``logits()`` and the pure step as ``forward`` (:mod:`export_graph`).
 - ``policy.json``: the env, the observation layout, the action space, the agent, the state
@@ -35,7 +36,7 @@ from gymnasium import spaces
 from torch import Tensor
 
 from agents import ActorCritic
-from envs.batched import check_env_id, observation_entries, observation_space
+from envs.batched import action_bounds, check_env_id, observation_entries, observation_space
 from rlrnn import __version__
 from rlrnn.errors import UsageError
 from rlrnn.files import check_can_create, os_error, path_status, sha256, write_failed
@@ -268,7 +269,14 @@ def describe(
         obs_shape = ["B", len(space.nvec.ravel()) if discrete else policy.obs_dim]
     obs = {"name": "obs", "shape": obs_shape, "dtype": "int64" if discrete else "float32"}
     flags = {"name": "episode_start", "shape": ["B"], "dtype": "float32"}
-    action = {"name": "action", "shape": ["B"], "dtype": "int64"}
+    if policy.continuous:  # the Gaussian's mean: the deterministic action, clipped by the user
+        action = {"name": "action", "shape": ["B", policy.num_actions], "dtype": "float32"}
+        low, high = action_bounds(config.env_id)
+        meaning = {"space": "Box", "dim": policy.num_actions, "low": low, "high": high}
+        meaning["action"] = "the Gaussian's mean (logits); clip it to [low, high]"
+    else:
+        action = {"name": "action", "shape": ["B"], "dtype": "int64"}
+        meaning = {"space": "Discrete", "n": policy.num_actions, "action": "argmax of logits"}
     logits = {"name": "logits", "shape": ["B", policy.num_actions], "dtype": "float32"}
     return {
         "format": SIDECAR_FORMAT,
@@ -283,7 +291,7 @@ def describe(
             "encoding": "one-hot of the integer ids, inside the graph" if discrete else "flat",
             "normalised": "inside the graph" if a.normalize_obs else "no",
         },
-        "action": {"space": "Discrete", "n": policy.num_actions, "action": "argmax of logits"},
+        "action": meaning,
         "agent": {
             "core": a.agent,
             "backend": a.backend,

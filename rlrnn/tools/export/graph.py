@@ -59,6 +59,7 @@ class PolicyStep(nn.Module):
     def __init__(self, policy: ActorCritic, space: spaces.Space) -> None:
         super().__init__()
         self.obs_norm, self.core, self.pi_head = policy.obs_norm, policy.actor_core, policy.pi_head
+        self.continuous = policy.continuous  # Box actions: the action is the Gaussian's mean
         self.discrete = isinstance(space, spaces.Discrete | spaces.MultiDiscrete)
         if self.discrete:
             if isinstance(space, spaces.Discrete):
@@ -87,7 +88,8 @@ class PolicyStep(nn.Module):
         starts = episode_start.to(torch.float32)[None]  # (B,) -> (1, B)
         features, state = self.core(x, RecurrentState(h, c), starts)
         logits = self.pi_head(features[0])  # (1, B, H) -> (B, A)
-        return logits.argmax(-1), logits, state.h, state.c
+        action = logits if self.continuous else logits.argmax(-1)  # (B, A) or (B,)
+        return action, logits, state.h, state.c
 
 
 class OnnxStep(nn.Module):

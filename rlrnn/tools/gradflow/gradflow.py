@@ -65,7 +65,8 @@ def rollout_observations(
         observations.append(step.obs)
         return True
 
-    policy = driver if driver is not None else RandomActions(env.num_actions, seed)
+    bounds = (env.action_low, env.action_high) if env.continuous else None
+    policy = driver if driver is not None else RandomActions(env.num_actions, seed, bounds)
     try:
         step_policy(policy, env, keep, seed, deterministic=False, max_steps=steps)
     finally:
@@ -74,10 +75,11 @@ def rollout_observations(
 
 
 class RandomActions:
-    """A policy without state that picks uniformly random actions (seeded, on the CPU)."""
+    """A policy without state that picks uniformly random actions (seeded, on the CPU): one of
+    ``num_actions``, or with Box ``bounds`` (low, high) a vector of ``num_actions`` in them."""
 
-    def __init__(self, num_actions: int, seed: int = 0) -> None:
-        self.num_actions = num_actions
+    def __init__(self, num_actions: int, seed: int = 0, bounds: tuple | None = None) -> None:
+        self.num_actions, self.bounds = num_actions, bounds
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
     def initial_state(self, batch_size: int, device: torch.device | str) -> None:
@@ -86,6 +88,10 @@ class RandomActions:
     def act(
         self, obs: Tensor, state: None, episode_starts: Tensor, deterministic: bool
     ) -> tuple[Tensor, None]:
+        if self.bounds is not None:
+            low, high = (torch.as_tensor(b, dtype=torch.float32) for b in self.bounds)
+            unit = torch.rand(obs.shape[0], self.num_actions, generator=self.generator)
+            return (low + (high - low) * unit).to(obs.device), None
         actions = torch.randint(self.num_actions, (obs.shape[0],), generator=self.generator)
         return actions.to(obs.device), None
 
@@ -237,7 +243,7 @@ def clipping_run(
     The norm the optimizer applies is read by a step pre-hook; the norm before clipping is the
     one ``clip_grad_norm_`` reports (without clipping the two are the same).
     """
-    base = default_config(agent)
+    base = default_config(agent, env_id)
     ppo_config = replace(
         base.ppo,
         total_timesteps=max(total_timesteps, base.ppo.batch_size),
@@ -246,7 +252,7 @@ def clipping_run(
     config = replace(base, seed=seed, env_id=env_id, eval_interval=0, ppo=ppo_config)
     torch.manual_seed(seed)
     env = make_batched_env(env_id, config.ppo.num_envs, device)
-    policy = build_agent(config, env.obs_dim, env.num_actions).to(device)
+    policy = build_agent(config, env.obs_dim, env.num_actions, env.continuous).to(device)
     ppo = PPOLearner(policy, env, config.ppo, seed)
     parameters = list(policy.parameters())
     applied: list[float] = []

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces as gym_spaces
 from torch import Tensor
 
 import envs  # noqa: F401  (registers the position-only cart-pole)
@@ -147,7 +148,9 @@ class Screen:
     def __init__(self, env: Any, device: torch.device | str, max_steps: int | None) -> None:
         self.env, self.device, self.max_steps = env, torch.device(device), max_steps
         self.obs_dim = obs_spaces.flat_size(env.observation_space)
-        self.num_actions = int(env.action_space.n)
+        box = env.action_space if isinstance(env.action_space, gym_spaces.Box) else None
+        self.continuous, self._box = box is not None, box
+        self.num_actions = int(np.prod(box.shape)) if box is not None else int(env.action_space.n)
         self.max_episode_steps = max_steps
         self.reward_threshold = None
         self.shown: tuple[np.ndarray, np.ndarray | None] | None = None
@@ -168,7 +171,12 @@ class Screen:
 
     def step(self, actions: Tensor) -> StepResult:
         self.shown = (self.env.render(), _true_velocities(self.env))
-        obs, reward, terminated, truncated, _ = self.env.step(int(actions[0]))
+        if self._box is not None:  # Box actions are clipped to the bounds at the env
+            box = self._box
+            action = np.clip(actions[0].cpu().numpy().reshape(box.shape), box.low, box.high)
+        else:
+            action = int(actions[0])
+        obs, reward, terminated, truncated, _ = self.env.step(action)
         self.steps += 1
         truncated = truncated or (self.max_steps is not None and self.steps >= self.max_steps)
         final = self._tensor(obs)

@@ -1,0 +1,244 @@
+"""Box actions end to end: the Gaussian head, the position-only pendulum and the continuous-force
+cart-pole (each equal to its gymnasium counterpart step for step), the batched adapter for any
+Box-action id, training, resuming, evaluating and refusing what rlrnn cannot act in."""
+
+import json
+import math
+import re
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents import DiagGaussian, make_agent
+from envs import EnvError, make_batched_env
+from envs.cartpole import ContinuousPositionOnlyCartPoleEnv
+from envs.pendulum import PositionOnlyPendulumEnv, TensorPendulum
+from envs.tensor_cartpole import TensorCartPole
+from rlrnn import PPOConfig, RunConfig, evaluate, load_agent, train
+from rlrnn.cli import main
+
+# ---------------------------------------------------------------- the Gaussian head
+
+
+def test_the_gaussian_head_scores_as_torch_distributions_normal():
+    head = DiagGaussian(3, log_std=-0.5)
+    with torch.no_grad():
+        head.log_std.copy_(torch.tensor([-0.5, 0.0, 0.3]))
+    mean, actions = torch.randn(5, 7, 3), torch.randn(5, 7, 3) * 2
+    logp, entropy = head.log_prob_and_entropy(mean, actions)
+    normal = torch.distributions.Normal(mean, head.log_std.exp())
+    torch.testing.assert_close(logp, normal.log_prob(actions).sum(-1))
+    torch.testing.assert_close(entropy, normal.entropy().sum(-1))
+    samples = head.sample(torch.zeros(200_000, 3))
+    torch.testing.assert_close(samples.std(0), head.log_std.exp().detach(), atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["mlp", "framestack", "rnn", "gru", "lstm", "lstm2", "mingru"])
+def test_every_core_acts_in_a_box_with_its_mean_when_deterministic(name):
+    torch.manual_seed(0)
+    agent = make_agent(name, 2, 1, hidden_size=8, continuous=True)
+    assert agent.action_head.log_std.shape == (1,)
+    obs, starts = torch.randn(4, 2), torch.ones(4)
+    state = agent.initial_state(4)
+    mean, _, _ = agent(obs[None], state, starts[None])
+    action, _ = agent.act(obs, state, starts, deterministic=True)
+    assert action.shape == (4, 1) and torch.equal(action, mean[0])
+    sampled, _ = agent.act(obs, state, starts, deterministic=False)
+    assert sampled.shape == (4, 1) and not torch.equal(sampled, action)
+
+
+# ---------------------------------------------------------------- the envs
+
+
+@pytest.mark.parametrize("position_only", [True, False])
+def test_the_tensor_pendulum_steps_as_gymnasiums_pendulum(position_only):
+    gym_env = gym.make("Pendulum-v1")
+    tensor = TensorPendulum(1, position_only=position_only)
+    tensor.reset(0)
+    rng = np.random.default_rng(0)
+    for episode in range(3):
+        obs, _ = gym_env.reset(seed=episode)
+        tensor.state = torch.tensor(np.asarray(gym_env.unwrapped.state)[None], dtype=torch.float32)
+        tensor.elapsed.zero_()
+        for t in range(200):
+            u = rng.uniform(-3, 3, size=1).astype(np.float32)  # beyond the bounds: both clip
+            obs, reward, terminated, truncated, _ = gym_env.step(u)
+            result = tensor.step(torch.as_tensor(u)[None])
+            seen = result.final_obs[0].numpy()
+            np.testing.assert_allclose(seen, obs[: tensor.obs_dim], atol=2e-4, err_msg=f"{t}")
+            assert result.reward[0].item() == pytest.approx(reward, rel=1e-4, abs=1e-4)
+            assert not terminated and not result.terminated[0]
+            assert bool(result.truncated[0]) == truncated == (t == 199)
+            if t < 199:  # the state drifts apart by float32 rounding: keep it gymnasium's
+                tensor.state = torch.tensor(
+                    np.asarray(gym_env.unwrapped.state)[None], dtype=torch.float32
+                )
+
+
+def test_the_position_only_pendulum_hides_the_angular_velocity():
+    full, hidden = gym.make("Pendulum-v1"), gym.make("PositionOnlyPendulum-v1")
+    assert hidden.spec.reward_threshold == -200.0 and hidden.spec.max_episode_steps == 200
+    assert isinstance(hidden.unwrapped, PositionOnlyPendulumEnv)
+    a, _ = full.reset(seed=3)
+    b, _ = hidden.reset(seed=3)
+    np.testing.assert_array_equal(b, a[:2])
+    for u in (-2.0, 0.5, 1.0):
+        a, ra, *_ = full.step(np.array([u], np.float32))
+        b, rb, *_ = hidden.step(np.array([u], np.float32))
+        np.testing.assert_array_equal(b, a[:2])
+        assert ra == rb
+
+
+def test_the_continuous_cartpole_is_cartpole_at_full_force_and_the_tensor_one_follows_it():
+    discrete, push = gym.make("CartPole-v1"), gym.make("ContinuousPositionOnlyCartPole-v1")
+    assert isinstance(push.unwrapped, ContinuousPositionOnlyCartPoleEnv)
+    a, _ = discrete.reset(seed=1)
+    b, _ = push.reset(seed=1)
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        k = int(rng.integers(2))
+        a, ra, ta, *_ = discrete.step(k)
+        b, rb, tb, *_ = push.step(np.array([2.0 * k - 1.0], np.float32))
+        np.testing.assert_array_equal(b, a[[0, 2]])
+        assert (ra, ta) == (rb, tb)
+        if ta:
+            break
+    tensor = TensorCartPole(1, continuous=True, dtype=torch.float64)
+    tensor.reset(0)
+    push.reset(seed=2)
+    for t in range(60):
+        tensor.state = torch.tensor(np.asarray(push.unwrapped.state)[None], dtype=torch.float64)
+        force = rng.uniform(-1.5, 1.5, size=1).astype(np.float32)  # clipped to [-1, 1] by both
+        b, _, terminated, *_ = push.step(force)
+        result = tensor.step(torch.as_tensor(force, dtype=torch.float64)[None])
+        np.testing.assert_allclose(result.final_obs[0].numpy(), b, atol=1e-6, err_msg=f"{t}")
+        assert bool(result.terminated[0]) == terminated
+        if terminated:
+            break
+
+
+def test_any_box_action_id_runs_through_the_batched_adapter_clipped_to_its_bounds():
+    env = make_batched_env("MountainCarContinuous-v0", 3)
+    assert env.continuous and env.num_actions == 1 and env.obs_dim == 2
+    env.reset(0)
+    far = env.step(torch.full((3, 1), 50.0))  # clipped to 1 at the env
+    env.reset(0)
+    full = env.step(torch.ones(3, 1))
+    torch.testing.assert_close(far.obs, full.obs)
+    torch.testing.assert_close(far.reward, full.reward)
+
+
+class InfiniteBox(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+
+class TwoButtons(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.MultiBinary(2)
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        (InfiniteBox, "Box action space with infinite bounds"),
+        (TwoButtons, "needs a Discrete or Box action space, has MultiBinary(2)"),
+    ],
+)
+def test_action_spaces_rlrnn_cannot_act_in_are_one_line_refusals(env, fragment, tmp_path, capsys):
+    name = f"Test{env.__name__}-v0"
+    gym.register(name, entry_point=lambda: env())
+    try:
+        with pytest.raises(EnvError, match=re.escape(fragment)):
+            make_batched_env(name, 2)
+        assert main(["train", "--env", name, "--run-dir", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0] and not (tmp_path / "run").exists()
+    finally:
+        del gym.registry[name]
+
+
+# ---------------------------------------------------------------- training
+
+SHORT = RunConfig(
+    env_id="ContinuousPositionOnlyCartPole-v1",
+    ppo=PPOConfig(total_timesteps=40_960),
+    eval_interval=4096,
+    eval_episodes=10,
+)
+
+
+def test_lstm_balances_the_continuous_cartpole_from_positions(tmp_path):
+    summary = train(SHORT, tmp_path / "run", show_progress=False)
+    assert summary["solved_at_steps"] is not None, summary["evaluations"]
+    agent, config = load_agent(tmp_path / "run", "final")
+    assert agent.continuous and config.env_id == SHORT.env_id
+    assert evaluate(agent, config.env_id, episodes=20).mean >= 400
+
+
+def test_a_continuous_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from rlrnn.learning.ppo import PPOLearner
+
+    config = RunConfig(
+        env_id="PositionOnlyPendulum-v1",
+        ppo=PPOConfig(total_timesteps=4096, num_envs=16, num_steps=32),
+        eval_interval=2048,
+        eval_episodes=2,
+        checkpoint_interval=1024,
+    )
+    train(config, tmp_path / "straight", show_progress=False)
+    original = PPOLearner.iterate
+
+    def stop_halfway(self):
+        out = original(self)
+        if self.env_steps == 2048:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(PPOLearner, "iterate", stop_halfway)
+    from rlrnn.errors import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted):
+        train(config, tmp_path / "resumed", show_progress=False)
+    monkeypatch.setattr(PPOLearner, "iterate", original)
+    train(config, tmp_path / "resumed", show_progress=False, resume=True)
+    a = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "final.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and "action_head.log_std" in a
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_cli_trains_evaluates_and_refuses_a_discrete_checkpoint_on_a_box_env(tmp_path, capsys):
+    run = tmp_path / "pendulum"
+    args = ["--env", "PositionOnlyPendulum-v1", "--total-timesteps", "2048", "--num-envs", "16"]
+    assert main(["train", *args, "--run-dir", str(run), "--quiet"]) == 0
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved["env_id"] == "PositionOnlyPendulum-v1" and math.isfinite(saved["final_eval_mean"])
+    assert main(["evaluate", str(run), "--episodes", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["episodes"] == 2 and report["mean_length"] == 200
+    assert main(["evaluate", str(run), "--env", "PositionOnlyCartPole-v1"]) == 2
+    assert "made for Box (continuous) actions" in capsys.readouterr().err
+
+
+def test_an_envs_defaults_change_every_rlrnn_agent_but_not_the_references(tmp_path):
+    from rlrnn import default_config
+    from rlrnn.learning.hyperparams import ENV_HYPERPARAMS
+
+    pendulum = ENV_HYPERPARAMS["PositionOnlyPendulum-v1"]["ppo"]
+    for agent in ("gru", "lstm", "mlp"):
+        config = default_config(agent, "PositionOnlyPendulum-v1")
+        assert config.env_id == "PositionOnlyPendulum-v1"
+        assert {k: getattr(config.ppo, k) for k in pendulum} == pendulum
+        assert config.agent == default_config(agent).agent
+    assert default_config("sb3-ppo", "PositionOnlyPendulum-v1").ppo == default_config("sb3-ppo").ppo
+    run = tmp_path / "run"
+    args = ["train", "--env", "PositionOnlyPendulum-v1", "--total-timesteps", "1024"]
+    assert main([*args, "--num-envs", "8", "--run-dir", str(run), "--quiet"]) == 0
+    saved = json.loads((run / "config.json").read_text())["ppo"]
+    assert saved["gamma"] == pendulum["gamma"] and saved["update_epochs"] == 10
