@@ -38,11 +38,14 @@ from rlrnn.tools.compare.workers import Stopped, run_tasks
 AGENTS = ("lstm", "gru", "lstm2", "framestack", "rnn")
 
 
-def variant_config(agent: str, flags: str, budget: int, seed: int) -> RunConfig:
-    """``agent``'s tuned defaults with train.py ``flags`` on top, at ``budget`` env steps."""
+def variant_config(
+    agent: str, flags: str, budget: int, seed: int, env_id: str | None = None
+) -> RunConfig:
+    """``agent``'s tuned defaults (on ``env_id``, the default env when None) with train.py
+    ``flags`` on top, at ``budget`` env steps."""
     parser = argparse.ArgumentParser(exit_on_error=False)
     add_config_arguments(parser)
-    base = default_config(agent)
+    base = default_config(agent, env_id)
     base = dataclasses.replace(
         base, seed=seed, ppo=dataclasses.replace(base.ppo, total_timesteps=budget)
     )
@@ -58,6 +61,7 @@ def run(config: RunConfig, episodes: int) -> dict[str, Any]:
     held = stability(summary["evaluations"], summary["reward_threshold"])
     return {
         "agent": config.agent.agent,
+        "env_id": config.env_id,
         "seed": config.seed,
         "budget": config.ppo.total_timesteps,
         "final": final,
@@ -149,13 +153,14 @@ def main() -> None:
         metavar="NAME=FLAGS",
         help="train.py flags on top of each agent's defaults (repeatable; default: none)",
     )
+    parser.add_argument("--env", help="env id (default: the config's, the position-only cart-pole)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write every run's record here (JSON)")
     args = parser.parse_args()
     source = provenance()  # the code as it was when the runs started
     variants = [v.partition("=")[::2] for v in args.variant] or [("default", "")]
     jobs = [
-        (name, variant_config(agent, flags, budget, seed))
+        (name, variant_config(agent, flags, budget, seed, args.env))
         for name, flags in variants
         for agent in args.agents
         for budget in args.budgets
