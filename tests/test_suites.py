@@ -42,6 +42,21 @@ def test_plan_covers_envs_agents_and_seeds_in_distinct_folders(tmp_path):
     assert {r.config.ppo.total_timesteps for r in full} == {4096}
 
 
+def test_the_continuous_suite_plans_box_action_envs_with_their_defaults(tmp_path):
+    from rlrnn.learning.hyperparams import ENV_HYPERPARAMS
+    from rlrnn.tools.compare.suites import CONTINUOUS_AGENTS, CONTINUOUS_ENVS
+
+    runs = plan_suite(tmp_path, [0, 1], full=False, overrides={}, suite="continuous")
+    assert len(runs) == len(CONTINUOUS_ENVS) * len(CONTINUOUS_AGENTS) * 2
+    assert [r.config.env_id for r in runs[:: 2 * len(CONTINUOUS_AGENTS)]] == list(CONTINUOUS_ENVS)
+    assert {r.name for r in runs} == {name for name, _, _ in CONTINUOUS_AGENTS}
+    assert {r.config.ppo.total_timesteps for r in runs} == {200_000}
+    pendulum = ENV_HYPERPARAMS["PositionOnlyPendulum-v1"]["ppo"]
+    for r in runs:
+        if r.config.env_id == "PositionOnlyPendulum-v1" and r.name in ("gru", "lstm"):
+            assert r.config.ppo.gamma == pendulum["gamma"], r.label
+
+
 def row(agent: str, mean: float, low: float | None, high: float | None, seeds: int = 5):
     return AgentResult(
         agent, seeds, mean, low, high, mean, mean, 0.0, 0, None, None, None, None, 1000.0, 100

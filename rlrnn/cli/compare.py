@@ -40,11 +40,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--full", action="store_true", help="all agents, 5 seeds")
     p.add_argument(
         "--suite",
-        choices=("memory",),
+        choices=("memory", "continuous"),
         help="a suite of envs instead of --env: 'memory' trains mlp, framestack k=4 and k=8,"
         " gru, mingru and lstm on the noisy (sigma 0.1) and flickering (p 0.5) cart-poles, 300k"
         " steps, into <out>/<env>/ and a summary in <out>/ (--full: 5 seeds; sigma 0.2 and 0.3,"
-        " and the last action seen at sigma 0.1, too)",
+        " and the last action seen at sigma 0.1, too); 'continuous' trains mlp, framestack k=4,"
+        " gru, lstm and sb3-recurrentppo on the continuous-force cart-pole and the position-only"
+        " pendulum, 200k steps",
     )
     p.add_argument("--seeds", type=int, help="number of seeds per agent (default: 3; --full: 5)")
     p.add_argument("--first-seed", type=seed_int, default=0, help="seeds are first-seed, +1, ...")

@@ -1,4 +1,5 @@
-"""``rlrnn compare --suite memory``: where a fixed window of frames is not enough.
+"""``rlrnn compare --suite memory | continuous``: where a fixed window of frames is not enough,
+and control with Box actions from positions alone.
 
 On the clean position-only cart-pole four stacked frames hold all the history the task needs. The
 memory suite trains the same agents on cart-poles whose observations are noisy or flicker
@@ -11,6 +12,11 @@ summary of all of them in ``<out>/``: ``summary.md``, ``summary.csv`` and ``summ
 for each env the verdict of the best recurrent agent against each frame stack: above or below
 (the 95% intervals apart), overlapping (and which mean is ahead), or, with one seed, only which
 mean is ahead.
+
+The continuous suite trains mlp, a frame stack, gru, lstm and sb3-contrib's ``RecurrentPPO`` on
+the two Box-action envs whose velocities are hidden: the continuous-force cart-pole and the
+position-only pendulum, with each env's defaults
+(:data:`rlrnn.learning.hyperparams.ENV_HYPERPARAMS`).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from rlrnn.tools.compare.compare import (
 )
 from rlrnn.tools.compare.report import AgentResult, mean_and_interval, write_report
 
-SUITES = ("memory",)
+SUITES = ("memory", "continuous")
 # (label, agent, frame-stack k): the frame stack twice, at the usual window and at twice it.
 MEMORY_AGENTS: tuple[tuple[str, str, int | None], ...] = (
     ("mlp", "mlp", None),
@@ -58,6 +64,19 @@ FULL_MEMORY_ENVS = (
 )
 TOTAL_TIMESTEPS = 300_000
 EVAL_INTERVAL = 20_480  # 15 periodic evaluations a run: they would cost more than training
+CONTINUOUS_AGENTS: tuple[tuple[str, str, int | None], ...] = (
+    ("mlp", "mlp", None),
+    ("framestack-k4", "framestack", 4),
+    ("gru", "gru", None),
+    ("lstm", "lstm", None),
+    ("sb3-recurrentppo", "sb3-recurrentppo", None),
+)
+CONTINUOUS_ENVS = ("ContinuousPositionOnlyCartPole-v1", "PositionOnlyPendulum-v1")
+# suite -> (its agents, its envs, its envs with --full, env steps a run)
+PLANS = {
+    "memory": (MEMORY_AGENTS, MEMORY_ENVS, FULL_MEMORY_ENVS, TOTAL_TIMESTEPS),
+    "continuous": (CONTINUOUS_AGENTS, CONTINUOUS_ENVS, CONTINUOUS_ENVS, 200_000),
+}
 
 
 @dataclass(frozen=True)
@@ -76,17 +95,19 @@ def plan_suite(
     seeds: list[int],
     full: bool,
     overrides: dict[str, Any],
+    suite: str = "memory",
 ) -> list[SuiteRun]:
-    """The runs of the memory suite, env by env (the default envs first), in
+    """The runs of ``suite``, env by env (the default envs first), in
     ``<out>/<env>/runs/<label>-s<seed>/``."""
+    agents, envs, full_envs, total_timesteps = PLANS[suite]
     overrides = {
-        "ppo.total_timesteps": TOTAL_TIMESTEPS,
+        "ppo.total_timesteps": total_timesteps,
         "eval_interval": EVAL_INTERVAL,
         **overrides,
     }
     runs = []
-    for env_id in FULL_MEMORY_ENVS if full else MEMORY_ENVS:
-        for name, agent, k in MEMORY_AGENTS:
+    for env_id in full_envs if full else envs:
+        for name, agent, k in agents:
             for spec in plan_runs([agent], seeds, env_id, out_dir / env_id, overrides, k):
                 run_dir = out_dir / env_id / "runs" / f"{name}-s{spec.config.seed}"
                 runs.append(SuiteRun(spec.config, run_dir, name))
@@ -109,7 +130,7 @@ def run_suite(
     (:class:`rlrnn.errors.Interrupted`, saying that ``command`` resumes)."""
     if suite not in SUITES:
         raise UsageError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
-    runs = plan_suite(out_dir, seeds, full, overrides)
+    runs = plan_suite(out_dir, seeds, full, overrides, suite)
     check_out_dir(out_dir)
     for env_id in {run.config.env_id for run in runs}:  # each env's report folder
         check_no_link_below(out_dir, out_dir / env_id / "configs", "report folder")
@@ -119,11 +140,16 @@ def run_suite(
     workers = workers or default_workers(len(runs))
     records = run_all(runs, episodes, workers, show_progress=show_progress, resume_command=command)
     out_dir = make_writable_dir(out_dir, "report folder")
-    return write_suite_report(out_dir, runs, records, episodes, command)
+    return write_suite_report(out_dir, runs, records, episodes, command, suite)
 
 
 def write_suite_report(
-    out_dir: Path, runs: list[SuiteRun], records: list[dict[str, Any]], episodes: int, command: str
+    out_dir: Path,
+    runs: list[SuiteRun],
+    records: list[dict[str, Any]],
+    episodes: int,
+    command: str,
+    suite: str = "memory",
 ) -> str:
     """Each env's report in ``<out>/<env>/`` and the summary in ``<out>/``; returns the
     summary's markdown."""
@@ -136,7 +162,7 @@ def write_suite_report(
         env_dir = make_writable_dir(out_dir / env_id, "report folder")
         rows = write_report(env_dir, env_records, env_id, episodes, command)
         table[env_id] = {row.agent: row for row in rows}
-    markdown = summary_markdown(table, episodes, command)
+    markdown = summary_markdown(table, episodes, command, suite)
     atomic_write_text(out_dir / "summary.md", markdown)
     atomic_write_text(out_dir / "summary.csv", summary_csv(table))
     data = {
@@ -194,11 +220,13 @@ def describe_verdict(found: dict[str, Any]) -> str:
     }[found["relation"]]
 
 
-def summary_markdown(table: dict[str, dict[str, AgentResult]], episodes: int, command: str) -> str:
+def summary_markdown(
+    table: dict[str, dict[str, AgentResult]], episodes: int, command: str, suite: str = "memory"
+) -> str:
     envs = list(table)
     agents = list(dict.fromkeys(a for rows in table.values() for a in rows))
     lines = [
-        "# Memory suite: final return, mean [95% CI] over seeds",
+        f"# {suite.capitalize()} suite: final return, mean [95% CI] over seeds",
         "",
         "| agent | " + " | ".join(envs) + " |",
         "|---|" + "---|" * len(envs),
