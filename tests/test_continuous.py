@@ -242,3 +242,19 @@ def test_an_envs_defaults_change_every_rlrnn_agent_but_not_the_references(tmp_pa
     assert main([*args, "--num-envs", "8", "--run-dir", str(run), "--quiet"]) == 0
     saved = json.loads((run / "config.json").read_text())["ppo"]
     assert saved["gamma"] == pendulum["gamma"] and saved["update_epochs"] == 10
+
+
+def test_the_tuners_space_holds_an_envs_defaults_so_its_first_trial_is_them():
+    from rlrnn import default_config
+    from rlrnn.learning.hyperparams import Choice, LogRange, search_space, value_of
+
+    base = default_config("gru", "PositionOnlyPendulum-v1")
+    space = search_space("gru", base)
+    for key, values in space.items():
+        own = value_of(base, key)
+        if isinstance(values, Choice):
+            assert own in values.options, key
+        elif isinstance(values, LogRange):
+            assert values.low <= own <= values.high, key
+    assert 10 in space["ppo.update_epochs"].options  # the pendulum's, beside the cart-pole's
+    assert search_space("gru") == search_space("gru", default_config("gru"))

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         values["ppo.total_timesteps"] = args.total_timesteps
     setup = Setup(
         base=with_values(default_config(args.agent, args.env_id), values),
-        space=search_space(args.agent),
+        space=search_space(args.agent, default_config(args.agent, args.env_id)),
         objective=args.objective,
         threshold=threshold,
         unsolved_penalty=args.unsolved_penalty,

@@ -214,11 +214,19 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
 }
 
 
-def search_space(agent: str) -> SearchSpace:
-    """The search space of ``agent``."""
+def search_space(agent: str, base: RunConfig | None = None) -> SearchSpace:
+    """The search space of ``agent``; with ``base`` (the tuner's first trial, e.g. an env's
+    defaults) each range and choice also holds ``base``'s own value."""
     if agent not in SEARCH_SPACES:
         raise UsageError(f"unknown agent {agent!r}; choose from {', '.join(SEARCH_SPACES)}")
-    return SEARCH_SPACES[agent]
+    space = dict(SEARCH_SPACES[agent])
+    for key, values in space.items() if base is not None else ():
+        own = value_of(base, key)
+        if isinstance(values, Choice) and own not in values.options:
+            space[key] = Choice(tuple(sorted((*values.options, own))))
+        elif isinstance(values, LogRange) and not values.low <= own <= values.high:
+            space[key] = LogRange(min(values.low, own), max(values.high, own))
+    return space
 
 
 def space_as_dict(space: SearchSpace) -> dict[str, list[Any]]:
