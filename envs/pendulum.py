@@ -11,7 +11,6 @@ balances (rl-baselines3-zoo's).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from torch import Tensor
 
 from envs.protocol import StepResult
-from envs.tensor_cartpole import hashed_uniform
+from envs.tensor_cartpole import EpisodeKeeping, hashed_uniform
 
 GRAVITY = 10.0
 MASS = 1.0
@@ -43,7 +42,7 @@ class PositionOnlyPendulumEnv(PendulumEnv):
         return super()._get_obs()[:2]
 
 
-class TensorPendulum:
+class TensorPendulum(EpisodeKeeping):
     """``num_envs`` pendulums stepped together as tensors on ``device``.
 
     Args:
@@ -74,9 +73,7 @@ class TensorPendulum:
         self.action_low, self.action_high = -MAX_TORQUE, MAX_TORQUE
         self.obs_dim = 2 if position_only else 3
         self.state = torch.zeros(num_envs, 2, device=self.device)  # (θ, θ̇)
-        self.elapsed = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-        self._seeds = torch.arange(num_envs, device=self.device)
-        self._episodes = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._keep_episodes()
         self._bounds = torch.tensor([RESET_ANGLE, RESET_SPEED], device=self.device)
 
     def observe(self, state: Tensor) -> Tensor:
@@ -90,32 +87,9 @@ class TensorPendulum:
 
     def reset(self, seed: int = 0) -> Tensor:
         """Start every environment afresh; environment ``i`` is seeded with ``seed + i``."""
-        self._seeds = seed + torch.arange(self.num_envs, device=self.device)
-        self._episodes.zero_()
-        self.elapsed.zero_()
+        self._restart(seed)
         self.state = self._start_states()
         return self.observe(self.state)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything that decides the coming steps, for resuming a run bit for bit."""
-        return {
-            "state": self.state,
-            "elapsed": self.elapsed,
-            "seeds": self._seeds,
-            "episodes": self._episodes,
-        }
-
-    def load_state_dict(self, saved: dict[str, Any]) -> None:
-        if saved["state"].shape != self.state.shape:
-            raise ValueError(
-                f"saved env state is for {saved['state'].shape[0]} envs, not {self.num_envs}"
-            )
-        self.state = saved["state"].to(self.device)
-        self.elapsed = saved["elapsed"].to(self.device)
-        self._seeds, self._episodes = (
-            saved["seeds"].to(self.device),
-            saved["episodes"].to(self.device),
-        )
 
     def close(self) -> None:
         """Nothing to release: the environments are tensors."""

@@ -52,7 +52,47 @@ def hashed_uniform(seeds: Tensor, counters: Tensor, n: int, low: float, high: fl
     return low + (high - low) * bits.float() * (1.0 / (1 << 24))
 
 
-class TensorCartPole:
+class EpisodeKeeping:
+    """What every tensor env keeps beside its physical ``state``: each environment's seed, the
+    number of its current episode and the steps taken in it (its start states hash the first
+    two), reset together and saved together for resuming a run bit for bit."""
+
+    num_envs: int
+    device: torch.device
+    state: Tensor
+
+    def _keep_episodes(self) -> None:
+        self.elapsed = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+        self._seeds = torch.arange(self.num_envs, device=self.device)
+        self._episodes = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+
+    def _restart(self, seed: int) -> None:
+        """Environment ``i`` seeded with ``seed + i``, at the start of its first episode."""
+        self._seeds = seed + torch.arange(self.num_envs, device=self.device)
+        self._episodes.zero_()
+        self.elapsed.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the coming steps, for resuming a run bit for bit."""
+        return {
+            "state": self.state,
+            "elapsed": self.elapsed,
+            "seeds": self._seeds,
+            "episodes": self._episodes,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        if saved["state"].shape != self.state.shape:
+            raise ValueError(
+                f"saved env state is for {saved['state'].shape[0]} envs, not {self.num_envs}"
+            )
+        self.state = saved["state"].to(dtype=self.state.dtype, device=self.device)
+        self.elapsed = saved["elapsed"].to(self.device)
+        self._seeds = saved["seeds"].to(self.device)
+        self._episodes = saved["episodes"].to(self.device)
+
+
+class TensorCartPole(EpisodeKeeping):
     """``num_envs`` cart-poles stepped together as tensors on ``device``.
 
     Args:
@@ -86,9 +126,7 @@ class TensorCartPole:
         self.obs_dim = len(observed)
         self.dtype = dtype
         self.state = torch.zeros(num_envs, 4, device=self.device, dtype=dtype)
-        self.elapsed = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-        self._seeds = torch.arange(num_envs, device=self.device)
-        self._episodes = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._keep_episodes()
         self._rows = torch.arange(num_envs, device=self.device)
         self._lanes = torch.arange(TABLE_STEPS + 1, device=self.device)
 
@@ -116,36 +154,20 @@ class TensorCartPole:
 
     def reset(self, seed: int = 0) -> Tensor:
         """Start every environment afresh; environment ``i`` is seeded with ``seed + i``."""
-        self._seeds = seed + torch.arange(self.num_envs, device=self.device)
-        self._episodes.zero_()
-        self.elapsed.zero_()
+        self._restart(seed)
         self._refill_start_table()
         self.state = self._start_states()
         return self.observe(self.state)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything that decides the coming steps, for resuming a run bit for bit."""
-        return {
-            "state": self.state,
-            "elapsed": self.elapsed,
-            "seeds": self._seeds,
-            "episodes": self._episodes,
-            "table": self._table,
-            "table_base": self._table_base,
-            "steps_since_refill": self._steps_since_refill,
-        }
+        """The episode keeping's, and the table of upcoming start states."""
+        table = {"table": self._table, "table_base": self._table_base}
+        return super().state_dict() | table | {"steps_since_refill": self._steps_since_refill}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
-        if saved["state"].shape != self.state.shape:
-            raise ValueError(
-                f"saved env state is for {saved['state'].shape[0]} envs, not {self.num_envs}"
-            )
-        to = {"device": self.device}
-        self.state = saved["state"].to(dtype=self.dtype, **to)
-        self.elapsed = saved["elapsed"].to(**to)
-        self._seeds, self._episodes = saved["seeds"].to(**to), saved["episodes"].to(**to)
-        self._table = saved["table"].to(dtype=self.dtype, **to)
-        self._table_base = saved["table_base"].to(**to)
+        super().load_state_dict(saved)
+        self._table = saved["table"].to(dtype=self.dtype, device=self.device)
+        self._table_base = saved["table_base"].to(self.device)
         self._steps_since_refill = int(saved["steps_since_refill"])
 
     def close(self) -> None:
