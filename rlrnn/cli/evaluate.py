@@ -10,6 +10,7 @@ from pathlib import Path
 from rlrnn.cli.options import HelpFormatter, finite_float, seed_int
 from rlrnn.errors import UsageError
 from rlrnn.learning.config import DEVICES
+from rlrnn.runs.folder import RunFolder
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, help="a run directory or a checkpoint file (.pt)")
     p.add_argument(
         "--checkpoint",
-        choices=("best", "final", "last"),
+        choices=tuple(RunFolder.CHECKPOINTS),
         default="best",
         help="for a run directory: best (highest periodic evaluation), final (weights at the end)"
         " or last (the latest resume checkpoint, also of a stopped run)",

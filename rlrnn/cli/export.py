@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from rlrnn.cli.options import HelpFormatter
+from rlrnn.runs.folder import RunFolder
 
 FORMATS = ("onnx", "torchscript", "all")  # as rlrnn.tools.export.export.FORMATS (imported when run)
 
@@ -23,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="a run directory or a checkpoint file (.pt)")
     p.add_argument(
-        "--checkpoint", choices=("best", "final", "last"), default="best", help="for run dirs"
+        "--checkpoint", choices=tuple(RunFolder.CHECKPOINTS), default="best", help="for run dirs"
     )
     p.add_argument("--format", choices=FORMATS, default="all", help="what to write")
     p.add_argument(

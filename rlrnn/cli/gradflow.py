@@ -13,6 +13,7 @@ from agents.registry import AGENTS
 from rlrnn.cli.options import HelpFormatter, finite_float, seed_int
 from rlrnn.errors import UsageError
 from rlrnn.learning.config import DEVICES
+from rlrnn.runs.folder import RunFolder
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "runs", nargs="*", type=Path, default=[], metavar="RUN", help="trained runs to measure"
     )
     p.add_argument(
-        "--checkpoint", choices=("best", "final", "last"), default="best", help="for run dirs"
+        "--checkpoint", choices=tuple(RunFolder.CHECKPOINTS), default="best", help="for run dirs"
     )
     p.add_argument(
         "--cores",

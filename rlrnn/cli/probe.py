@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="a run directory or a checkpoint file (.pt)")
     p.add_argument(
-        "--checkpoint", choices=("best", "final", "last"), default="best", help="for run dirs"
+        "--checkpoint", choices=tuple(RunFolder.CHECKPOINTS), default="best", help="for run dirs"
     )
     p.add_argument("--episodes", type=int, default=40, help="episodes to fit and test on")
     p.add_argument("--seed", type=seed_int, default=20_000, help="seed of the first episode")

@@ -28,6 +28,7 @@ from rlrnn.runs.checkpoint import (
     env_id_from_file,
     read_checkpoint,
 )
+from rlrnn.runs.folder import RunFolder
 
 
 def build_agent(
@@ -119,7 +120,7 @@ def load_checkpoint(
     return agent.to(device), config, extra
 
 
-CHECKPOINTS = ("best", "final", "last")  # a run folder's checkpoints, by name
+CHECKPOINTS = tuple(RunFolder.CHECKPOINTS)  # a run folder's checkpoints, by name
 
 
 def load_agent(
