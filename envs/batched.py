@@ -21,7 +21,7 @@ from envs import spaces as obs_spaces
 from envs import variants
 from envs.partial_cartpole import TensorPartialCartPole
 from envs.pendulum import TensorPendulum
-from envs.protocol import BatchedEnv, StepResult
+from envs.protocol import BatchedEnv, HiddenVelocity, StepResult
 from envs.tensor_cartpole import TensorCartPole
 
 
@@ -111,7 +111,7 @@ class GymnasiumBatchedEnv:
 # Built-in ids that run as tensors: id -> observe only positions?
 TENSOR_CARTPOLES = {"PositionOnlyCartPole-v1": True, "CartPole-v1": False}
 # Built-in ids with Box actions that run as tensors: id -> (class, its arguments).
-TENSOR_BOX_ENVS: dict[str, tuple[type, dict[str, bool]]] = {
+TENSOR_BOX_ENVS: dict[str, tuple[type[TensorPendulum | TensorCartPole], dict[str, bool]]] = {
     "PositionOnlyPendulum-v1": (TensorPendulum, {"position_only": True}),
     "Pendulum-v1": (TensorPendulum, {"position_only": False}),
     "ContinuousPositionOnlyCartPole-v1": (
@@ -264,6 +264,20 @@ def observation_entries(env_id: str) -> list[str] | None:
     params = variants.variant_params(env_id)
     last = ["last push (-1 left, +1 right, 0 at an episode start)"] if params.last_action else []
     return [CARTPOLE_STATE[0], CARTPOLE_STATE[2], *last]
+
+
+def hidden_velocities(env_id: str) -> tuple[HiddenVelocity, ...]:
+    """The velocities in the state of ``env_id``'s tensor env (its ``HIDDEN_VELOCITIES``); none
+    for an env rlrnn does not simulate itself or a variant id with an impossible parameter."""
+    if env_id in TENSOR_CARTPOLES:
+        return TensorCartPole.HIDDEN_VELOCITIES
+    if env_id in TENSOR_BOX_ENVS:
+        return TENSOR_BOX_ENVS[env_id][0].HIDDEN_VELOCITIES
+    try:
+        variant = variants.variant_params(env_id) is not None
+    except variants.VariantError:
+        return ()
+    return TensorPartialCartPole.HIDDEN_VELOCITIES if variant else ()
 
 
 def make_batched_env(

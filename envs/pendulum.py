@@ -18,7 +18,7 @@ from gymnasium import spaces
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from torch import Tensor
 
-from envs.protocol import StepResult
+from envs.protocol import HiddenVelocity, StepResult
 from envs.tensor_cartpole import EpisodeKeeping, hashed_uniform
 
 GRAVITY = 10.0
@@ -57,6 +57,10 @@ class TensorPendulum(EpisodeKeeping):
     """
 
     continuous = True
+    # The state is (θ, θ̇); a position-only agent sees cos θ and sin θ.
+    HIDDEN_VELOCITIES = (
+        HiddenVelocity("angular_velocity", "angular velocity", "pendulum", "rad/s", 1),
+    )
 
     def __init__(
         self,

@@ -6,6 +6,9 @@ returns tensors on its device. Finished environments reset in the same step; ``f
 observation that ended the episode (equal to ``obs`` where the episode goes on). ``terminated``
 (the task ended) and ``truncated`` (the time limit) are separate: only termination should cut
 bootstrapping.
+
+A tensor env also names the velocities its state holds (:class:`HiddenVelocity`): what the probe
+reads and the rendered overlay shows beside the agent's estimate.
 """
 
 from __future__ import annotations
@@ -22,6 +25,20 @@ class StepResult(NamedTuple):
     terminated: Tensor  # (N,) bool
     truncated: Tensor  # (N,) bool
     final_obs: Tensor  # (N, obs_dim) float32, the last observation of each episode
+
+
+class HiddenVelocity(NamedTuple):
+    """One velocity a tensor env keeps in its ``state`` (hidden from a position-only agent).
+
+    ``index`` is its column in the tensor env's ``(N, S)`` state and in its gymnasium twin's
+    ``unwrapped.state`` (the same layout: the tensor envs are ports of gymnasium's).
+    """
+
+    key: str  # in reports (JSON): "cart_velocity"
+    label: str  # in figures and tables: "cart velocity"
+    short: str  # in the rendered overlay's narrow column: "cart"
+    unit: str  # "m/s"
+    index: int
 
 
 class BatchedEnv(Protocol):

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from envs.protocol import StepResult
+from envs.protocol import HiddenVelocity, StepResult
 
 GRAVITY = 9.8
 MASS_CART = 1.0
@@ -104,6 +104,12 @@ class TensorCartPole(EpisodeKeeping):
         continuous: push with a force: actions ``(N, 1)`` clipped to ``[-1, 1]`` times 10 N
             (``+1``/``-1``: the Discrete actions 1/0), not an index.
     """
+
+    # The state is (x, x_dot, theta, theta_dot); a position-only agent sees x and theta.
+    HIDDEN_VELOCITIES = (
+        HiddenVelocity("cart_velocity", "cart velocity", "cart", "m/s", 1),
+        HiddenVelocity("pole_angular_velocity", "pole angular velocity", "pole", "rad/s", 3),
+    )
 
     def __init__(
         self,

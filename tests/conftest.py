@@ -24,21 +24,24 @@ def _single_thread():
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Callable[[str], Path]:
-    """``tiny_run(agent)``: a finished 2,048-step run of ``agent``, trained once per session."""
-    runs: dict[str, Path] = {}
+def tiny_run(tmp_path_factory) -> Callable[..., Path]:
+    """``tiny_run(agent, env_id=None)``: a finished 2,048-step run of ``agent`` (on ``env_id``;
+    None: the config's default env), trained once per session."""
+    runs: dict[tuple[str, str | None], Path] = {}
 
-    def make(agent: str = "lstm") -> Path:
-        if agent not in runs:
+    def make(agent: str = "lstm", env_id: str | None = None) -> Path:
+        if (agent, env_id) not in runs:
             config = RunConfig(
                 agent=AgentConfig(agent=agent),
                 ppo=PPOConfig(total_timesteps=2048, num_envs=16, num_steps=16),
                 eval_interval=0,
                 eval_episodes=2,
+                **({} if env_id is None else {"env_id": env_id}),
             )
-            runs[agent] = tmp_path_factory.mktemp("tiny") / agent
-            train(config, runs[agent], show_progress=False)
-        return runs[agent]
+            folder = tmp_path_factory.mktemp("tiny") / agent
+            train(config, folder, show_progress=False)
+            runs[agent, env_id] = folder
+        return runs[agent, env_id]
 
     return make
 

@@ -202,10 +202,10 @@ def test_bad_parameters_on_the_command_line_are_one_line_and_exit_2(tmp_path):
 def test_the_probe_reads_the_true_velocities_behind_the_noise():
     from rlrnn.learning.config import RunConfig
     from rlrnn.runs.loading import build_agent
-    from rlrnn.tools.probe.probe import collect, has_cartpole_state
+    from rlrnn.tools.probe.probe import collect, has_hidden_state
 
     env_id = "NoisyPositionOnlyCartPoleHard-v1"
-    assert has_cartpole_state(env_id) and not has_cartpole_state("Acrobot-v1")
+    assert has_hidden_state(env_id) and not has_hidden_state("Acrobot-v1")
     agent = build_agent(RunConfig(env_id=env_id), 2, 2)
     data = collect(agent, env_id, episodes=4)
     assert data.velocities.shape == (len(data.episode), 2) and len(data.episode) > 4

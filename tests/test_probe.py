@@ -10,27 +10,36 @@ import pytest
 import torch
 from PIL import Image
 
+from envs import TensorCartPole, TensorPendulum
 from rlrnn.cli import main
 from rlrnn.errors import UsageError
 from rlrnn.learning.config import AgentConfig, RunConfig
 from rlrnn.runs.loading import build_agent
 from rlrnn.tools.probe.probe import (
     ALPHAS,
-    VELOCITY_KEYS,
     collect,
     fit_probe,
     fit_ridge,
+    has_hidden_state,
     r2_scores,
+    require_hidden_state,
     run_probe,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "PositionOnlyCartPole-v1"
+PENDULUM = "PositionOnlyPendulum-v1"
+VELOCITY_KEYS = [v.key for v in TensorCartPole.HIDDEN_VELOCITIES]
 
 
 @pytest.fixture(scope="module")
 def lstm_run(tiny_run) -> Path:
     return tiny_run("lstm")
+
+
+@pytest.fixture(scope="module")
+def pendulum_run(tiny_run) -> Path:
+    return tiny_run("lstm", PENDULUM)
 
 
 def test_ridge_recovers_a_linear_map_and_finds_nothing_in_noise():
@@ -131,6 +140,7 @@ def test_probe_command_text_output(lstm_run, tmp_path, capsys):
         (["{run}", "--test-fraction", "1.5"], "test fraction must be in (0, 1)"),
         (["{run}", "--alpha", "-1"], "alpha must be >= 0"),
         (["{run}", "--episodes", "many"], "invalid int value: 'many'"),
+        (["{run}", "--env", "Acrobot-v1"], "the probe reads the velocities in the state of"),
     ],
 )
 def test_probe_bad_input_is_one_line_exit_2(lstm_run, tmp_path, capsys, args, fragment, cli):
@@ -143,10 +153,55 @@ def test_probe_bad_input_is_one_line_exit_2(lstm_run, tmp_path, capsys, args, fr
     assert not (tmp_path / "p.png").exists()
 
 
-def test_probe_refuses_an_env_without_cartpole_velocities():
+def test_probe_refuses_an_env_without_hidden_velocities_in_one_line():
     torch.manual_seed(0)
-    with pytest.raises(UsageError, match="reads cart-pole velocities"):
+    assert not has_hidden_state("Acrobot-v1") and not has_hidden_state("MountainCar-v0")
+    with pytest.raises(UsageError, match="reads the velocities in the state of") as refused:
         collect(build_agent(RunConfig(), 2, 2), "Acrobot-v1", episodes=3)
+    assert len(str(refused.value).splitlines()) == 1 and "'Acrobot-v1'" in str(refused.value)
+    with pytest.raises(UsageError):  # a variant id with an impossible parameter: none either
+        require_hidden_state("NoisyPositionOnlyCartPole-sigma-1-v1")
+
+
+@pytest.mark.parametrize(
+    ("env_id", "hidden"),
+    [
+        (PENDULUM, TensorPendulum.HIDDEN_VELOCITIES),
+        ("ContinuousPositionOnlyCartPole-v1", TensorCartPole.HIDDEN_VELOCITIES),
+    ],
+)
+def test_the_probe_reads_the_pendulum_and_the_continuous_cartpole(env_id, hidden):
+    """Each env's own velocities, as its tensor env names them: the pendulum's one, θ̇."""
+    torch.manual_seed(0)
+    assert require_hidden_state(env_id) == hidden
+    agent = build_agent(RunConfig(env_id=env_id), 2, 1, continuous=True)
+    data = collect(agent, env_id, episodes=3, seed=5)
+    assert data.velocities.shape == (len(data.episode), len(hidden)) and data.hidden == hidden
+    (result,) = run_probe(agent, env_id, episodes=6, seed=0)
+    assert list(result.r2) == list(result.r2_previous) == [v.key for v in hidden]
+    assert result.example_true.shape == result.example_predicted.shape
+    assert result.example_true.shape[1] == len(hidden)
+    if env_id == PENDULUM:  # an untrained LSTM's state is a memory of recent angles
+        assert [(v.key, v.label, v.unit) for v in hidden] == [
+            ("angular_velocity", "angular velocity", "rad/s")
+        ]
+        assert result.r2["angular_velocity"] > 0.9
+
+
+def test_probe_command_on_a_pendulum_run_reports_the_angular_velocity(pendulum_run, capsys):
+    out = pendulum_run / "p.png"
+    argv = ["probe", str(pendulum_run), "--episodes", "4", "--out", str(out)]
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["env_id"] == PENDULUM
+    (p,) = report["probes"]
+    assert set(p["r2"]) == set(p["r2_previous_step"]) == {"angular_velocity"}
+    assert -10 < p["r2"]["angular_velocity"] <= 1
+    with Image.open(out) as image:  # one panel
+        assert image.format == "PNG" and image.size[0] > 500
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "R² now           angular velocity " in text and "cart velocity" not in text
 
 
 def test_probe_module_entry_point_reports_missing_run(tmp_path):

@@ -9,23 +9,30 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
+from envs import TensorCartPole, TensorPendulum
 from rlrnn.cli import main
 from rlrnn.errors import UsageError
 from rlrnn.files import check_output_path
 from rlrnn.learning.config import PPOConfig
 from rlrnn.runs.loading import load_checkpoint
-from rlrnn.tools.render import sinks
+from rlrnn.tools.render import rendering, sinks
 from rlrnn.tools.render.overlay import draw_overlay, overlay_lines
 from rlrnn.tools.render.rendering import RenderRequest, render_episodes
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "PositionOnlyCartPole-v1"
 TINY = PPOConfig(total_timesteps=2048, num_envs=16, num_steps=16)
+PENDULUM = "PositionOnlyPendulum-v1"
 
 
 @pytest.fixture(scope="module")
 def runs(tiny_run) -> dict[str, Path]:
     return {agent: tiny_run(agent) for agent in ("lstm", "mlp")}
+
+
+@pytest.fixture(scope="module")
+def pendulum_run(tiny_run) -> Path:
+    return tiny_run("lstm", PENDULUM)
 
 
 def agent_of(run: Path):
@@ -83,14 +90,49 @@ def test_window_plays_headless(runs, monkeypatch):
 
 
 def test_overlay_text_and_box():
-    lines = overlay_lines("lstm", 0, 7, 7.0, np.array([0.5, -1.25]), np.array([0.4, -1.0]))
+    cartpole = TensorCartPole.HIDDEN_VELOCITIES
+    lines = overlay_lines(
+        "lstm", 0, 7, 7.0, cartpole, np.array([0.5, -1.25]), np.array([0.4, -1.0])
+    )
     assert lines[0] == "lstm  episode 1  step 7  return 7"
+    assert lines[2].startswith("cart (m/s)") and lines[3].startswith("pole (rad/s)")
     assert "+0.50" in lines[2] and "+0.40" in lines[2] and "-1.25" in lines[3]
-    assert len(overlay_lines("mlp", 0, 0, 0.0, np.array([0.0, 0.0]), None)[1].split()) == 3
+    assert len(overlay_lines("mlp", 0, 0, 0.0, cartpole, np.zeros(2), None)[1].split()) == 3
+    pendulum = overlay_lines("gru", 1, 3, -4.5, TensorPendulum.HIDDEN_VELOCITIES, [2.0], [1.5])
+    assert pendulum[2].split() == ["pendulum", "(rad/s)", "+2.00", "+1.50"]
+    assert len(pendulum) == 3 and len({len(line) for line in pendulum[1:]}) == 1  # aligned
+    assert overlay_lines("mlp", 0, 0, 0.0, (), None, None) == ["mlp  episode 1  step 0  return 0"]
     frame = np.full((400, 600, 3), 255, dtype=np.uint8)
     drawn = draw_overlay(frame, lines)
     assert drawn.shape == frame.shape and (drawn != 255).any()
     assert (drawn[300:] == 255).all()  # only the top-left corner is written on
+
+
+def test_a_pendulum_gif_shows_the_angular_velocity_and_the_agents_estimate(
+    pendulum_run, tmp_path, monkeypatch
+):
+    agent, config = agent_of(pendulum_run)
+    assert config.env_id == PENDULUM and agent.continuous
+    shown: list[list[str]] = []
+
+    def spy(*args):
+        shown.append(overlay_lines(*args))
+        return shown[-1]
+
+    monkeypatch.setattr(rendering, "overlay_lines", spy)
+    out = tmp_path / "pendulum.gif"
+    result = render_episodes(agent, PENDULUM, [out], max_steps=8, agent_name="lstm")
+    assert result.estimates and result.frames == result.lengths[0] == 8 == len(shown)
+    frames = read_frames(out)
+    assert frames.shape == (8, 500, 500, 3)
+    assert (frames[0, :70].sum(-1) < 150).mean() > 0.01  # the overlay's dark text, at the top
+    assert (np.abs(frames[0].astype(int) - [204, 77, 77]).sum(-1) < 40).mean() > 0.005  # the rod
+    for lines in shown:
+        assert lines[1].split() == ["hidden", "velocity", "true", "agent"]
+        name, unit, true, estimate = lines[2].split()
+        assert (name, unit) == ("pendulum", "(rad/s)") and len(lines) == 3
+        assert abs(float(true)) <= 8 and np.isfinite(float(estimate))  # θ̇ is bounded by ±8
+    assert leftovers(tmp_path) == []
 
 
 def test_failed_recording_leaves_no_file(runs, tmp_path):

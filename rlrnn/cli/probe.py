@@ -18,8 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "probe",
         help="what does the agent remember? a linear probe for the hidden velocities",
         description="Roll a trained agent out, fit a ridge-regression probe from its hidden state"
-        " to the cart-pole's hidden velocities, report R² on held-out episodes and plot"
-        " predicted against true.",
+        " to the env's hidden velocities (the cart-pole's two, the pendulum's angular velocity),"
+        " report R² on held-out episodes and plot predicted against true.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("run", type=Path, help="a run directory or a checkpoint file (.pt)")
@@ -35,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--env",
         dest="env_id",
-        help="probe on this cart-pole id instead of the run's own (also: trust a module:EnvId"
-        " the checkpoint names)",
+        help="probe on this env id instead of the run's own (a cart-pole or pendulum of the same"
+        " sizes; also: trust a module:EnvId the checkpoint names)",
     )
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of argmax")
     p.add_argument(

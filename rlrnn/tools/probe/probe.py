@@ -1,7 +1,9 @@
-"""What does the agent remember? A linear probe for the cart-pole's hidden velocities.
+"""What does the agent remember? A linear probe for an env's hidden velocities.
 
 The position-only cart-pole shows ``[x, theta]``; balancing also needs the velocities ``x_dot``
-and ``theta_dot``, which only a memory of past positions can supply. The probe rolls the agent
+and ``theta_dot``, which only a memory of past positions can supply (the pendulum shows
+``[cos θ, sin θ]`` and hides θ̇). Each tensor env names the velocities its state holds
+(``HIDDEN_VELOCITIES``, :class:`envs.protocol.HiddenVelocity`). The probe rolls the agent
 out, records after each observation the agent's state (every layer's ``h``, and ``c`` for an LSTM;
 the core's output features for a feedforward core) next to the true velocities of the state that
 observation came from, fits a ridge regression on some episodes and scores it (R²) on the others.
@@ -19,39 +21,35 @@ import torch
 from torch import Tensor
 
 from agents import ActorCritic, RecurrentState
-from envs import TensorCartPole, make_batched_env
-from envs.batched import TENSOR_CARTPOLES
-from envs.variants import VariantError, variant_params
+from envs import make_batched_env
+from envs.batched import TENSOR_ENVS, hidden_velocities
+from envs.protocol import HiddenVelocity
 from rlrnn.errors import UsageError
 from rlrnn.learning.acting import FirstEpisodes, Step, step_policy
 
-VELOCITY_KEYS = ("cart_velocity", "pole_angular_velocity")
-VELOCITY_LABELS = ("cart velocity", "pole angular velocity")
-VELOCITY_UNITS = ("m/s", "rad/s")
-VELOCITY_INDICES = [1, 3]  # in the cart-pole state (x, x_dot, theta, theta_dot)
 ALPHAS = tuple(10.0**k for k in range(-8, 1))  # ridge penalties tried when none is given
 
 
-def has_cartpole_state(env_id: str) -> bool:
+def has_hidden_state(env_id: str) -> bool:
     """Whether the probe can read true velocities from ``env_id``."""
-    try:
-        return env_id in TENSOR_CARTPOLES or variant_params(env_id) is not None
-    except VariantError:  # a variant id with an impossible parameter
-        return False
+    return bool(hidden_velocities(env_id))
 
 
-def require_cartpole_state(env_id: str) -> None:
-    """A UsageError unless the probe can read true velocities from ``env_id``."""
-    if not has_cartpole_state(env_id):
+def require_hidden_state(env_id: str) -> tuple[HiddenVelocity, ...]:
+    """The velocities the probe reads from ``env_id``; a UsageError if it knows none."""
+    hidden = hidden_velocities(env_id)
+    if not hidden:
         raise UsageError(
-            f"the probe reads cart-pole velocities; env {env_id!r} is not one of"
-            f" {', '.join(TENSOR_CARTPOLES)}"
+            f"the probe reads the velocities in the state of rlrnn's own envs; env {env_id!r}"
+            f" is none of {', '.join(TENSOR_ENVS)} nor a noisy or flickering cart-pole"
         )
+    return hidden
 
 
-def env_velocities(env: TensorCartPole) -> Tensor:
-    """``(B, 2)`` the true ``[x_dot, theta_dot]`` of the state each environment is in now."""
-    return env.state[:, VELOCITY_INDICES].double()
+def env_velocities(env: Any, hidden: Sequence[HiddenVelocity]) -> Tensor:
+    """``(B, V)`` the true values of ``hidden`` (:func:`require_hidden_state`) in the state each
+    environment of the tensor env ``env`` is in now."""
+    return env.state[:, [v.index for v in hidden]].double()
 
 
 @torch.no_grad()
@@ -110,9 +108,10 @@ class ProbeData:
     """Samples of one rollout, grouped by episode in order."""
 
     features: list[np.ndarray]  # per agent: (N, F)
-    velocities: np.ndarray  # (N, 2) true [x_dot, theta_dot]
+    velocities: np.ndarray  # (N, V) the true values of the hidden velocities
     episode: np.ndarray  # (N,) episode index
     step: np.ndarray  # (N,) step within the episode
+    hidden: tuple[HiddenVelocity, ...]  # what each of the V columns is
 
 
 @torch.no_grad()
@@ -130,20 +129,20 @@ def collect(
     Each of ``observers`` sees the same observations and keeps its own state (its actions are
     ignored): its features are recorded along the trajectories ``agent`` chose.
     """
-    require_cartpole_state(env_id)
+    hidden = require_hidden_state(env_id)
     env = make_batched_env(env_id, episodes, device)
-    assert isinstance(env, TensorCartPole)
     agents = (agent, *observers)
     first = FirstEpisodes(episodes, device, check_every=16)
     features: list[list[Tensor]] = [[] for _ in agents]
-    velocities = [env_velocities(env)]  # after each step: those of the state the next obs shows
+    # After each step: the velocities of the state the next observation shows.
+    velocities = [env_velocities(env, hidden)]
     alive = []
 
     def record(step: Step) -> bool:
         alive.append(first.running.clone())
         for k, a in enumerate(agents):
             features[k].append(state_features(a, step.obs, step.state[k], step.episode_starts))
-        velocities.append(env_velocities(env))
+        velocities.append(env_velocities(env, hidden))
         return first.going_on(step)
 
     try:
@@ -159,6 +158,7 @@ def collect(
         torch.stack(velocities, 1).cpu().numpy()[mask],
         episode[mask],
         steps[mask],
+        hidden,
     )
 
 
@@ -171,12 +171,12 @@ class VelocityProbe:
 
     mean: np.ndarray  # (F,)
     scale: np.ndarray  # (F,)
-    weights: np.ndarray  # (F, 2)
-    bias: np.ndarray  # (2,)
+    weights: np.ndarray  # (F, V)
+    bias: np.ndarray  # (V,)
     alpha: float  # the ridge penalty it was fitted with
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """``(N, 2)`` velocity estimates ``[x_dot, theta_dot]`` for features ``(N, F)``."""
+        """``(N, V)`` velocity estimates for features ``(N, F)``."""
         return (
             (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
         ) @ self.weights + (self.bias)
@@ -248,8 +248,9 @@ class ProbeResult:
     train_samples: int
     test_samples: int
     example_steps: np.ndarray  # the first held-out episode: steps,
-    example_true: np.ndarray  # (n, 2) true velocities,
-    example_predicted: np.ndarray  # (n, 2) the probe's estimates
+    example_true: np.ndarray  # (n, V) true velocities,
+    example_predicted: np.ndarray  # (n, V) the probe's estimates
+    hidden: tuple[HiddenVelocity, ...]  # what each of the V velocities is
 
     def to_dict(self) -> dict[str, Any]:
         def clean(r2: dict[str, float]) -> dict[str, float | None]:
@@ -279,17 +280,19 @@ def score(
     predicted = probe.predict(X[test])
     r2 = r2_scores(Y[test], predicted)
     # The same probe fitted to the velocities one step earlier, which the positions seen so far
-    # determine (x_t - x_{t-1} = tau * x_dot_{t-1}); the velocities now also hold the push the
-    # agent has just chosen, which no observation shows yet.
+    # determine (x_t - x_{t-1} = tau * x_dot_{t-1}); the cart-pole's velocities now also hold the
+    # push the agent has just chosen, which no observation shows yet (the pendulum's step moves
+    # θ by the new θ̇, so there the positions show the velocity now too).
     has_previous = data.step >= 1
     previous = np.roll(Y, 1, axis=0)
     fit_p, test_p = ~test & has_previous, test & has_previous
     probe_p = fit_probe(X[fit_p], previous[fit_p], data.episode[fit_p], probe.alpha)
     r2_previous = r2_scores(previous[test_p], probe_p.predict(X[test_p]))
     first = data.episode[test] == num_episodes - test_episodes  # the first held-out episode
+    keys = [v.key for v in data.hidden]
     return ProbeResult(
-        r2={k: float(v) for k, v in zip(VELOCITY_KEYS, r2, strict=True)},
-        r2_previous={k: float(v) for k, v in zip(VELOCITY_KEYS, r2_previous, strict=True)},
+        r2={k: float(v) for k, v in zip(keys, r2, strict=True)},
+        r2_previous={k: float(v) for k, v in zip(keys, r2_previous, strict=True)},
         features=features,
         num_features=X.shape[1],
         alpha=probe.alpha,
@@ -300,6 +303,7 @@ def score(
         example_steps=data.step[test][first],
         example_true=Y[test][first],
         example_predicted=predicted[first],
+        hidden=data.hidden,
     )
 
 

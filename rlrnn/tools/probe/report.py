@@ -19,14 +19,7 @@ from rlrnn.learning.threads import torch_threads
 from rlrnn.runs.checkpoint import checkpoint_path
 from rlrnn.runs.folder import RunFolder
 from rlrnn.runs.loading import build_agent, load_actor_critic
-from rlrnn.tools.probe.probe import (
-    VELOCITY_KEYS,
-    VELOCITY_LABELS,
-    VELOCITY_UNITS,
-    ProbeResult,
-    require_cartpole_state,
-    run_probe,
-)
+from rlrnn.tools.probe.probe import ProbeResult, require_hidden_state, run_probe
 
 
 def plot_probe(
@@ -39,10 +32,14 @@ def plot_probe(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 1, figsize=(9, 5.4), dpi=120, sharex=True)
     main = results[0]
+    rows = len(main.hidden)
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(9, 1.2 + 2.1 * rows), dpi=120, sharex=True, squeeze=False
+    )
+    axes = axes[:, 0]
     shown = main.example_steps < max_steps
-    for k, ax in enumerate(axes):
+    for k, (ax, velocity) in enumerate(zip(axes, main.hidden, strict=True)):
         ax.plot(
             main.example_steps[shown],
             main.example_true[shown, k],
@@ -51,7 +48,7 @@ def plot_probe(
             label="true",
         )
         for j, (result, label) in enumerate(zip(results, labels, strict=True)):
-            r2 = result.r2[VELOCITY_KEYS[k]]
+            r2 = result.r2[velocity.key]
             ax.plot(
                 result.example_steps[shown],
                 result.example_predicted[shown, k],
@@ -60,7 +57,7 @@ def plot_probe(
                 ls=("--", ":", "-.")[min(j, 2)],
                 label=f"{label} probe (R² {r2:.3f})",
             )
-        ax.set_ylabel(f"{VELOCITY_LABELS[k]}\n({VELOCITY_UNITS[k]})")
+        ax.set_ylabel(f"{velocity.label}\n({velocity.unit})")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     axes[-1].set_xlabel("step of a held-out episode")
@@ -95,19 +92,21 @@ def probe_runs(
     env_id: str | None = None,
 ) -> dict[str, Any]:
     """``rlrnn probe``: probe a run (and baselines along its trajectories), plot, report;
-    ``env_id`` replaces the run's own env (a cart-pole of the same sizes). The settings are
-    :func:`rlrnn.tools.probe.probe.run_probe`'s, checked by the command. It runs on the run config's
-    ``torch_threads`` (:mod:`rlrnn.learning.threads`) and leaves torch's setting as it found it."""
+    ``env_id`` replaces the run's own env (one with hidden velocities, of the same sizes). The
+    settings are :func:`rlrnn.tools.probe.probe.run_probe`'s, checked by the command. It runs on
+    the run config's ``torch_threads`` (:mod:`rlrnn.learning.threads`) and leaves torch's setting
+    as it found it."""
     path = checkpoint_path(run, checkpoint)
     out = Path(out) if out is not None else path.parent / RunFolder.PROBE
     check_output_path(out, (".png",), "figure")
     if env_id is not None:
-        require_cartpole_state(env_id)
+        require_hidden_state(env_id)
     given = env_id
     agent, config = load_actor_critic(run, checkpoint, device, given)
     env_id = given or config.env_id
     # Every step's features and velocities are kept (float64, a few copies while fitting), up to
-    # the cart-pole's 500-step limit per episode, for the agent and each one compared with it.
+    # 500 steps per episode (the cart-pole's limit, the longest), for the agent and each one
+    # compared with it.
     features = sum(t.numel() for t in agent.initial_state(1)) + agent.actor_core.output_size
     check_fits(
         episodes * 500 * (features + 8) * 8 * 4 * (1 + int(untrained) + len(compare)),
@@ -164,11 +163,12 @@ def probe_runs(
 
 def describe_report(report: dict[str, Any]) -> str:
     """The probe report in a few lines."""
+    hidden = require_hidden_state(report["env_id"])
 
     def r2(values: dict[str, float | None]) -> str:
         return "  ".join(
-            f"{label} {'n/a' if values[k] is None else format(values[k], '.3f')}"
-            for k, label in zip(VELOCITY_KEYS, VELOCITY_LABELS, strict=True)
+            f"{v.label} {'n/a' if values[v.key] is None else format(values[v.key], '.3f')}"
+            for v in hidden
         )
 
     first = report["probes"][0]

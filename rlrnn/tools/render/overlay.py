@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from envs.protocol import HiddenVelocity
+
 
 def _font(size: int) -> Any:
     """A monospaced font (matplotlib's DejaVu Sans Mono) so the overlay's columns line up."""
@@ -49,19 +51,21 @@ def overlay_lines(
     episode: int,
     step: int,
     episode_return: float,
+    hidden: Sequence[HiddenVelocity],
     true_velocities: np.ndarray | None,
     estimated_velocities: np.ndarray | None,
 ) -> list[str]:
-    """The overlay's text: step and return, then the hidden velocities (true, agent's)."""
+    """The overlay's text: step and return, then each of ``hidden`` (true, agent's)."""
     lines = [f"{agent_name}  episode {episode + 1}  step {step}  return {episode_return:g}"]
     if true_velocities is not None:
+        names = [f"{v.short} ({v.unit})" for v in hidden]
+        width = max(22, *(len(name) + 2 for name in names))  # the columns line up
         lines.append(
-            f"{'hidden velocity':<22}{'true':>7}"
+            f"{'hidden velocity':<{width}}{'true':>7}"
             + (f"{'agent':>8}" if estimated_velocities is not None else "")
         )
-        names = ("cart (m/s)", "pole (rad/s)")
         for k, name in enumerate(names):
-            line = f"{name:<22}{true_velocities[k]:+7.2f}"
+            line = f"{name:<{width}}{true_velocities[k]:+7.2f}"
             if estimated_velocities is not None:
                 line += f"{estimated_velocities[k]:+8.2f}"
             lines.append(line)

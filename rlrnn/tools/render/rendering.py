@@ -1,11 +1,13 @@
 """Watch a policy play: a real-time window, or frames recorded to an MP4 or a GIF
 (:mod:`rlrnn.tools.render.sinks`).
 
-Each frame carries an overlay: the step, the return so far and, for a recurrent agent on the
-cart-pole, the two velocities the agent cannot see (true, from the simulator) next to what a
-linear probe reads out of the agent's hidden state (:mod:`rlrnn.tools.probe.probe`). The episodes
-are played by :func:`rlrnn.learning.acting.step_policy` on one gymnasium env that draws itself
-(:class:`Screen`). SIGINT and SIGTERM stop a playback at once, discarding the recording in progress.
+Each frame carries an overlay: the step, the return so far and, on an env whose hidden
+velocities rlrnn knows (the cart-pole's two, the pendulum's θ̇:
+:func:`envs.batched.hidden_velocities`), those velocities (true, from the simulator) next to what
+a linear probe reads out of a recurrent agent's state (:mod:`rlrnn.tools.probe.probe`). The
+episodes are played by :func:`rlrnn.learning.acting.step_policy` on one gymnasium env that draws
+itself (:class:`Screen`). SIGINT and SIGTERM stop a playback at once, discarding the recording in
+progress.
 """
 
 from __future__ import annotations
@@ -25,19 +27,20 @@ import envs  # noqa: F401  (registers the position-only cart-pole)
 from agents import ActorCritic
 from envs import StepResult
 from envs import spaces as obs_spaces
-from envs.batched import check_env_id
+from envs.batched import check_env_id, hidden_velocities
+from envs.protocol import HiddenVelocity
 from rlrnn.errors import Interrupted, UsageError
 from rlrnn.files import check_output_path
 from rlrnn.learning.acting import Policy, Step, step_policy
-from rlrnn.learning.memory import check_fits
 from rlrnn.runs.safety import RaiseOnSignals
-from rlrnn.tools.probe.probe import fit_velocity_probe, has_cartpole_state, state_features
+from rlrnn.tools.probe.probe import fit_velocity_probe, state_features
 from rlrnn.tools.render.overlay import draw_overlay, overlay_lines
 from rlrnn.tools.render.sinks import (
     VIDEO_SUFFIXES,
     FrameSink,
     check_display,
     check_ffmpeg,
+    check_gif_memory,
     close_all,
     make_sink,
     quiet_pygame,
@@ -140,13 +143,20 @@ class Screen:
 
     Episode ``i`` starts from ``seed + i``; ``max_steps`` cuts an episode short (as a time limit
     would: truncated). ``shown`` is the picture of the state the last action was taken in and
-    its true velocities (None for an env that is not a cart-pole).
+    the true values of ``hidden``, the velocities in the env's state (None where there are none).
     """
 
     num_envs = 1
 
-    def __init__(self, env: Any, device: torch.device | str, max_steps: int | None) -> None:
+    def __init__(
+        self,
+        env: Any,
+        device: torch.device | str,
+        max_steps: int | None,
+        hidden: Sequence[HiddenVelocity] = (),
+    ) -> None:
         self.env, self.device, self.max_steps = env, torch.device(device), max_steps
+        self.hidden = tuple(hidden)
         self.obs_dim = obs_spaces.flat_size(env.observation_space)
         box = env.action_space if isinstance(env.action_space, gym_spaces.Box) else None
         self.continuous, self._box = box is not None, box
@@ -170,7 +180,7 @@ class Screen:
         return self._start()
 
     def step(self, actions: Tensor) -> StepResult:
-        self.shown = (self.env.render(), _true_velocities(self.env))
+        self.shown = (self.env.render(), _true_velocities(self.env, self.hidden))
         if self._box is not None:  # Box actions are clipped to the bounds at the env
             box = self._box
             action = np.clip(actions[0].cpu().numpy().reshape(box.shape), box.low, box.high)
@@ -211,14 +221,13 @@ def _make_env(env_id: str) -> Any:
     return env
 
 
-def _true_velocities(env: Any) -> np.ndarray | None:
-    """``[x_dot, theta_dot]`` of a cart-pole's full state ``(x, x_dot, theta, theta_dot)``."""
-    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
-
+def _true_velocities(env: Any, hidden: Sequence[HiddenVelocity]) -> np.ndarray | None:
+    """The values of ``hidden`` in a gymnasium env's ``unwrapped.state`` (laid out as its tensor
+    twin's state); None for an env without them."""
     state = getattr(env.unwrapped, "state", None)
-    if not isinstance(env.unwrapped, CartPoleEnv) or state is None:
+    if not hidden or state is None:
         return None
-    return np.asarray(state, dtype=np.float64)[[1, 3]]
+    return np.asarray(state, dtype=np.float64)[[v.index for v in hidden]]
 
 
 def render_episodes(
@@ -238,7 +247,8 @@ def render_episodes(
     Targets are ``"human"`` (a window in real time) or output paths ending in .mp4 or .gif,
     checked before anything runs and written atomically. Episode ``i`` starts from ``seed + i``;
     ``max_steps`` cuts each episode short; ``fps`` defaults to the env's own. A recurrent agent
-    on the cart-pole gets a probe fitted on its own fresh episodes first (a second or so).
+    on an env with hidden velocities gets a probe fitted on its own fresh episodes first (a
+    second or so).
     SIGINT / SIGTERM stop it at once (:class:`Interrupted`), discarding the recordings.
     ``episodes``, ``max_steps`` and ``fps`` are checked by :meth:`RenderRequest.create`.
     """
@@ -255,14 +265,14 @@ def render_episodes(
             env = _make_env(env_id)
             try:
                 if any(Path(str(t)).suffix.lower() == ".gif" for t in targets):
-                    _check_gif_memory(env, env_id, episodes, max_steps)
+                    check_gif_memory(env, env_id, episodes, max_steps)
                 fps = fps or env.metadata.get("render_fps") or 30
                 sinks: list[FrameSink] = []
                 ok = False
                 try:
                     for target in targets:
                         sinks.append(make_sink(target, fps, f"rlrnn: {agent_name} on {env_id}"))
-                    screen = Screen(env, device, max_steps)
+                    screen = Screen(env, device, max_steps, hidden_velocities(env_id))
                     result = _play_episodes(
                         agent, screen, env_id, sinks, episodes, seed, deterministic, agent_name
                     )
@@ -295,7 +305,7 @@ def _play_episodes(
     sink."""
     # The probe reads rlrnn agents' states; other policies (SB3's) only act.
     probe = None
-    if isinstance(agent, ActorCritic) and agent.is_recurrent and has_cartpole_state(env_id):
+    if isinstance(agent, ActorCritic) and agent.is_recurrent and screen.hidden:
         probe = fit_velocity_probe(agent, env_id, device=screen.device)
     result = RenderResult(estimates=probe is not None)
     episode, episode_return, length = 0, 0.0, 0
@@ -307,7 +317,9 @@ def _play_episodes(
         if probe is not None and truth is not None:
             features = state_features(agent, step.obs, step.state, step.episode_starts)
             estimate = probe.predict(features.cpu().numpy())[0]
-        lines = overlay_lines(agent_name, episode, length, episode_return, truth, estimate)
+        lines = overlay_lines(
+            agent_name, episode, length, episode_return, screen.hidden, truth, estimate
+        )
         frame = draw_overlay(image, lines)
         result.frames += 1
         if not all([sink.add(frame) for sink in sinks]):  # every sink sees the frame
@@ -326,20 +338,3 @@ def _play_episodes(
 
     step_policy(agent, screen, show, seed, deterministic)
     return result
-
-
-def _check_gif_memory(env: Any, env_id: str, episodes: int, max_steps: int | None) -> None:
-    """A GIF keeps every frame until the end: refuse one whose frames cannot fit."""
-    limit = env.spec.max_episode_steps if env.spec is not None else None
-    steps = min(s for s in (max_steps, limit) if s is not None) if (max_steps or limit) else None
-    if steps is None:
-        raise UsageError(f"env {env_id!r} has no time limit: give --render-max-steps for a GIF")
-    env.reset(seed=0)
-    height, width = np.asarray(env.render()).shape[:2]
-    frames = episodes * steps
-    check_fits(
-        frames * height * width * 1.1,  # a palettised byte per pixel, plus each image's header
-        "cpu",
-        f"a GIF of up to {frames:,} frames of {width}x{height}",
-        "record fewer or shorter episodes (--render-episodes, --render-max-steps) or an --video",
-    )

@@ -19,6 +19,7 @@ import numpy as np
 
 from rlrnn.errors import UsageError, WriteFailed
 from rlrnn.files import TempOutput, atomic_output, check_output_path, os_error, write_failed
+from rlrnn.learning.memory import check_fits
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 GIF_COLORS = 64  # palette size of each GIF frame: the cart-pole has few colours
@@ -181,6 +182,23 @@ class GifSink:
                     loop=0,
                 )
         self._frames = []
+
+
+def check_gif_memory(env: Any, env_id: str, episodes: int, max_steps: int | None) -> None:
+    """A GIF keeps every frame until the end: refuse one whose frames cannot fit."""
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    steps = min(s for s in (max_steps, limit) if s is not None) if (max_steps or limit) else None
+    if steps is None:
+        raise UsageError(f"env {env_id!r} has no time limit: give --render-max-steps for a GIF")
+    env.reset(seed=0)
+    height, width = np.asarray(env.render()).shape[:2]
+    frames = episodes * steps
+    check_fits(
+        frames * height * width * 1.1,  # a palettised byte per pixel, plus each image's header
+        "cpu",
+        f"a GIF of up to {frames:,} frames of {width}x{height}",
+        "record fewer or shorter episodes (--render-episodes, --render-max-steps) or an --video",
+    )
 
 
 class WindowSink:
