@@ -1,6 +1,6 @@
 """Policies: recurrent cores, actor-critic heads and a registry of named agents."""
 
-from agents.action_heads import Categorical, DiagGaussian, sample_categorical
+from agents.action_heads import Categorical, DiagGaussian, StateDependentNoise, sample_categorical
 from agents.actor_critic import ActorCritic
 from agents.cores import GRU, RNN, Core, FrameStackCore, MLPCore, RecurrentState
 from agents.lstm import LSTM, TorchLSTM
@@ -25,6 +25,7 @@ __all__ = [
     "MinLSTM",
     "RecurrentState",
     "RunningNorm",
+    "StateDependentNoise",
     "TorchLSTM",
     "make_agent",
     "make_core",

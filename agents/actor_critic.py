@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from agents.action_heads import Categorical, DiagGaussian
+from agents.action_heads import Categorical, DiagGaussian, StateDependentNoise
 from agents.cores import Core, RecurrentState
 from agents.normalize import RunningNorm
 
@@ -39,6 +39,9 @@ class ActorCritic(nn.Module):
         normalize_obs: normalise observations by running statistics before the core.
         continuous: Box actions: the policy head gives a Gaussian's mean (its log-std is
             learned apart, :class:`agents.action_heads.DiagGaussian`), not logits.
+        gsde: with ``continuous``, explore by gSDE
+            (:class:`agents.action_heads.StateDependentNoise`): the head's outputs are then the
+            mean followed by the policy head's last features.
     """
 
     def __init__(
@@ -51,12 +54,21 @@ class ActorCritic(nn.Module):
         activation: type[nn.Module] = nn.ReLU,
         normalize_obs: bool = True,
         continuous: bool = False,
+        gsde: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim = actor_core.input_size
         self.num_actions = num_actions
         self.continuous = continuous
-        self.action_head = DiagGaussian(num_actions) if continuous else Categorical()
+        self.gsde = gsde and continuous
+        last_width = pi_hidden[-1] if pi_hidden else actor_core.output_size
+        self.action_head: Categorical | DiagGaussian | StateDependentNoise = Categorical()
+        if self.gsde:
+            self.action_head = StateDependentNoise(num_actions, last_width)
+        elif continuous:
+            self.action_head = DiagGaussian(num_actions)
+        # What the action head reads per step: logits or a mean, and gSDE's features after them.
+        self.head_outputs = num_actions + (last_width if self.gsde else 0)
         self.actor_core = actor_core
         self.critic_core = critic_core
         self.obs_norm = RunningNorm(self.obs_dim, enabled=normalize_obs)
@@ -91,14 +103,22 @@ class ActorCritic(nn.Module):
         x = self.obs_norm(obs)
         if self.critic_core is None:
             features, state = self.actor_core(x, state, episode_starts)
-            return self.pi_head(features), self.vf_head(features).squeeze(-1), state
+            return self._policy(features), self.vf_head(features).squeeze(-1), state
         actor_state, critic_state = self._split(state)
         actor_features, actor_state = self.actor_core(x, actor_state, episode_starts)
         critic_features, critic_state = self.critic_core(x, critic_state, episode_starts)
         state = RecurrentState(
             torch.cat([actor_state.h, critic_state.h]), torch.cat([actor_state.c, critic_state.c])
         )
-        return self.pi_head(actor_features), self.vf_head(critic_features).squeeze(-1), state
+        return self._policy(actor_features), self.vf_head(critic_features).squeeze(-1), state
+
+    def _policy(self, features: Tensor) -> Tensor:
+        """The action head's inputs: the policy head's outputs, and for gSDE its last features
+        (detached: the exploration noise does not train them)."""
+        if not self.gsde:
+            return self.pi_head(features)
+        latent = self.pi_head[:-1](features)
+        return torch.cat([self.pi_head[-1](latent), latent.detach()], dim=-1)
 
     @torch.no_grad()
     def act(

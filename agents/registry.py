@@ -78,10 +78,11 @@ def make_agent(
     normalize_obs: bool = True,
     frame_stack: int = 4,
     continuous: bool = False,
+    gsde: bool = False,
 ) -> ActorCritic:
     """Build agent ``name`` for an env with ``obs_dim`` observations and ``num_actions`` actions
-    (``continuous``: a Box of that many dimensions; ``num_layers=None``: the agent's own depth,
-    see :func:`make_core`)."""
+    (``continuous``: a Box of that many dimensions, explored by gSDE with ``gsde``;
+    ``num_layers=None``: the agent's own depth, see :func:`make_core`)."""
     if activation not in ACTIVATIONS:
         raise AgentError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
 
@@ -97,4 +98,5 @@ def make_agent(
         activation=ACTIVATIONS[activation],
         normalize_obs=normalize_obs,
         continuous=continuous,
+        gsde=gsde,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -212,3 +213,10 @@ def save_figure(fig: Any, path: Path) -> None:
     """Save a matplotlib figure as a PNG, atomically."""
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png")
+
+
+def shell_path(path: Path | str) -> str:
+    """``path`` as a command line a user can paste takes it: quoted, and a relative path that
+    starts with ``-`` as ``./-name`` (else it reads as an option)."""
+    text = os.fspath(path)
+    return shlex.quote("./" + text if text.startswith("-") else text)

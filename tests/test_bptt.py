@@ -144,7 +144,7 @@ def test_the_flag_reads_none_back_to_the_whole_rollout():
 )
 def test_impossible_bptt_lengths_are_refused(changes, message):
     with pytest.raises(UsageError, match=message):
-        dataclasses.replace(TINY, **changes)
+        RunConfig(ppo=dataclasses.replace(TINY, **changes))
 
 
 def test_minibatches_divide_sequences_not_envs():
@@ -152,7 +152,7 @@ def test_minibatches_divide_sequences_not_envs():
     ppo = dataclasses.replace(TINY, num_envs=3, num_minibatches=2, bptt_len=8)
     assert (ppo.num_sequences, ppo.sequences_per_minibatch, ppo.sequence_length) == (6, 3, 8)
     with pytest.raises(UsageError, match="must divide num_envs"):
-        dataclasses.replace(ppo, bptt_len=None)
+        dataclasses.replace(ppo, bptt_len=None).check_whole_sequences()
 
 
 def test_sb3_agents_refuse_it():

@@ -2,6 +2,8 @@
 cart-pole (each equal to its gymnasium counterpart step for step), the batched adapter for any
 Box-action id, training, resuming, evaluating and refusing what rlrnn cannot act in."""
 
+import dataclasses
+import itertools
 import json
 import math
 import re
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents import DiagGaussian, make_agent
+from agents import DiagGaussian, StateDependentNoise, make_agent
 from envs import EnvError, make_batched_env
 from envs.cartpole import ContinuousPositionOnlyCartPoleEnv
 from envs.pendulum import PositionOnlyPendulumEnv, TensorPendulum
@@ -75,6 +77,52 @@ def test_the_tensor_pendulum_steps_as_gymnasiums_pendulum(position_only):
                 tensor.state = torch.tensor(
                     np.asarray(gym_env.unwrapped.state)[None], dtype=torch.float32
                 )
+
+
+def test_gsde_scores_actions_by_the_gaussian_its_noise_draws_make():
+    torch.manual_seed(0)
+    head = StateDependentNoise(action_dim=2, features=3, log_std=-0.5)
+    with torch.no_grad():
+        head.log_std.add_(0.3 * torch.randn(3, 2))
+    mean, features, actions = torch.randn(5, 2), torch.randn(5, 3), torch.randn(5, 2)
+    outputs = torch.cat([mean, features], dim=-1)
+    std = (features.square() @ (2 * head.log_std).exp() + 1e-6).sqrt()
+    expected = torch.distributions.Normal(mean, std)
+    logp, entropy = head.log_prob_and_entropy(outputs, actions)
+    torch.testing.assert_close(logp, expected.log_prob(actions).sum(-1))
+    torch.testing.assert_close(entropy, expected.entropy().sum(-1))
+    assert torch.equal(head.mode(outputs), mean)
+    head.reset_noise(5)  # until the next draw, the same state gets the same push
+    assert torch.equal(head.sample(outputs), head.sample(outputs))
+    many = outputs[:1].expand(50_000, -1)
+    head.reset_noise(50_000)  # over draws of the noise, actions spread as the scores say
+    samples = head.sample(many).detach()
+    torch.testing.assert_close(samples.std(0), std[0].detach(), rtol=0.03, atol=0)
+    assert ((samples.mean(0) - mean[0]).abs() < 0.03 * std[0]).all()
+
+
+def test_gsde_draws_its_noise_every_sde_sample_freq_steps_of_a_rollout(monkeypatch):
+    from rlrnn.learning.ppo import PPOLearner
+    from rlrnn.runs.loading import build_agent
+
+    config = RunConfig(
+        env_id="PositionOnlyPendulum-v1", ppo=PPOConfig(num_envs=4, num_steps=16, sde_sample_freq=4)
+    )
+    agent = build_agent(config, 2, 1, continuous=True)
+    assert isinstance(agent.action_head, StateDependentNoise) and agent.head_outputs == 1 + 64
+    head, draws = agent.action_head, []
+    draw = head.reset_noise
+
+    def recorded(batch: int) -> None:
+        draw(batch)
+        draws.append(head.noise.clone())
+
+    monkeypatch.setattr(head, "reset_noise", recorded)
+    learner = PPOLearner(agent, make_batched_env(config.env_id, 4), config.ppo, seed=0)
+    rollout, _ = learner.collect_rollout()
+    assert [d.shape for d in draws] == [(4, 64, 1)] * 4  # steps 0, 4, 8 and 12
+    assert all(not torch.equal(a, b) for a, b in itertools.pairwise(draws))
+    assert rollout.logprobs.isfinite().all()
 
 
 def test_the_position_only_pendulum_hides_the_angular_velocity():
@@ -178,12 +226,15 @@ def test_lstm_balances_the_continuous_cartpole_from_positions(tmp_path):
     assert evaluate(agent, config.env_id, episodes=20).mean >= 400
 
 
-def test_a_continuous_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("sde_sample_freq", [0, 4], ids=["gaussian", "gsde"])
+def test_a_continuous_run_resumes_to_the_same_weights(tmp_path, monkeypatch, sde_sample_freq):
     from rlrnn.learning.ppo import PPOLearner
 
     config = RunConfig(
         env_id="PositionOnlyPendulum-v1",
-        ppo=PPOConfig(total_timesteps=4096, num_envs=16, num_steps=32),
+        ppo=PPOConfig(
+            total_timesteps=4096, num_envs=16, num_steps=32, sde_sample_freq=sde_sample_freq
+        ),
         eval_interval=2048,
         eval_episodes=2,
         checkpoint_interval=1024,
@@ -226,7 +277,7 @@ def test_the_cli_trains_evaluates_and_refuses_a_discrete_checkpoint_on_a_box_env
     assert "made for Box (continuous) actions" in capsys.readouterr().err
 
 
-def test_an_envs_defaults_change_every_rlrnn_agent_but_not_the_references(tmp_path):
+def test_an_envs_defaults_change_every_rlrnn_agent_and_the_references_take_the_zoos(tmp_path):
     from rlrnn import default_config
     from rlrnn.learning.hyperparams import ENV_HYPERPARAMS
 
@@ -236,12 +287,45 @@ def test_an_envs_defaults_change_every_rlrnn_agent_but_not_the_references(tmp_pa
         assert config.env_id == "PositionOnlyPendulum-v1"
         assert {k: getattr(config.ppo, k) for k in pendulum} == pendulum
         assert config.agent == default_config(agent).agent
-    assert default_config("sb3-ppo", "PositionOnlyPendulum-v1").ppo == default_config("sb3-ppo").ppo
+    for agent, minibatch in (("sb3-ppo", 64), ("sb3-recurrentppo", 128)):  # SB3's own sizes
+        zoo = default_config(agent, "PositionOnlyPendulum-v1").ppo
+        assert (zoo.num_envs, zoo.num_steps, zoo.update_epochs, zoo.gamma) == (4, 1024, 10, 0.9)
+        assert zoo.sde_sample_freq == 4 and zoo.batch_size // zoo.num_minibatches == minibatch
+        assert default_config(agent, "ContinuousPositionOnlyCartPole-v1") == dataclasses.replace(
+            default_config(agent), env_id="ContinuousPositionOnlyCartPole-v1"
+        )
     run = tmp_path / "run"
     args = ["train", "--env", "PositionOnlyPendulum-v1", "--total-timesteps", "1024"]
     assert main([*args, "--num-envs", "8", "--run-dir", str(run), "--quiet"]) == 0
     saved = json.loads((run / "config.json").read_text())["ppo"]
     assert saved["gamma"] == pendulum["gamma"] and saved["update_epochs"] == 10
+
+
+def test_recurrentppo_with_gsde_trains_on_the_pendulum_and_its_checkpoint_evaluates(tmp_path):
+    """The zoo's PendulumNoVel settings, cut to a short rollout: gSDE's log-std is a matrix."""
+    run = tmp_path / "zoo"
+    args = ["--agent", "sb3-recurrentppo", "--env", "PositionOnlyPendulum-v1"]
+    small = ["--num-steps", "64", "--hidden-size", "16", "--total-timesteps", "256"]
+    assert main(["train", *args, *small, "--run-dir", str(run), "--quiet"]) == 0
+    weights = torch.load(run / "final.pt", weights_only=True)["model"]
+    assert weights["log_std"].shape == (64, 1)  # the last of the policy's tanh layers of 64
+    assert main(["evaluate", str(run), "--episodes", "2", "--checkpoint", "final"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *args[:2],
+                "--env",
+                "PositionOnlyCartPole-v1",
+                "--sde-sample-freq",
+                "4",
+                "--run-dir",
+                str(tmp_path / "discrete"),
+            ]
+        )
+        == 2
+    )
+    assert not (tmp_path / "discrete").exists()
 
 
 def test_the_tuners_space_holds_an_envs_defaults_so_its_first_trial_is_them():

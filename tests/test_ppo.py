@@ -264,7 +264,6 @@ def test_running_norm_matches_numpy_statistics():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"num_envs": 6, "num_minibatches": 4}, "must divide num_envs"),
         ({"gamma": 1.5}, "gamma"),
         ({"num_steps": 0}, "num_steps must be >= 1"),
         ({"total_timesteps": 10}, "less than one rollout"),
@@ -277,6 +276,32 @@ def test_running_norm_matches_numpy_statistics():
 def test_impossible_hyperparameters_are_refused(changes, message):
     with pytest.raises(UsageError, match=message):
         dataclasses.replace(PPOConfig(), **changes)
+
+
+def test_rlrnn_minibatches_hold_whole_sequences_sb3_ones_need_not():
+    """rlrnn replays whole env sequences; SB3 cuts its minibatches from a rollout's steps, as
+    rl-baselines3-zoo's pendulum settings do (4 envs x 1024 steps in 32 minibatches)."""
+    ppo = dataclasses.replace(PPOConfig(), num_envs=4, num_steps=1024, num_minibatches=32)
+    with pytest.raises(UsageError, match=r"num_minibatches \(32\) must divide num_envs \(4\)"):
+        RunConfig(ppo=ppo)
+    sb3 = RunConfig(agent=AgentConfig(agent="sb3-recurrentppo"), ppo=ppo)
+    assert sb3.ppo.batch_size // sb3.ppo.num_minibatches == 128
+    with pytest.raises(UsageError, match=r"\(3\) must divide the 4096 steps of a rollout"):
+        RunConfig(agent=sb3.agent, ppo=dataclasses.replace(ppo, num_minibatches=3))
+    env = make_batched_env("PositionOnlyCartPole-v1", 4)
+    agent = build_agent(RunConfig(), 2, 2)
+    with pytest.raises(UsageError, match="must divide num_envs"):
+        PPOLearner(agent, env, ppo, seed=0)
+
+
+def test_gsde_is_for_box_actions():
+    gsde = dataclasses.replace(PPOConfig(), sde_sample_freq=4)
+    with pytest.raises(UsageError, match="sde_sample_freq must be >= 0"):
+        dataclasses.replace(gsde, sde_sample_freq=-1)
+    for agent in ("gru", "sb3-ppo"):
+        config = RunConfig(agent=AgentConfig(agent=agent), ppo=gsde)
+        with pytest.raises(UsageError, match="sde_sample_freq is for Box actions"):
+            train(config, "/tmp/never-made-gsde-run")
 
 
 def test_the_rollout_writes_into_one_storage_allocated_once():

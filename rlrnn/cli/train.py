@@ -12,7 +12,7 @@ from rlrnn.cli.options import (
     load_config_file,
 )
 from rlrnn.errors import TrainingInterrupted, UsageError, WriteFailed
-from rlrnn.learning.config import shell_path
+from rlrnn.files import shell_path
 from rlrnn.runs.folder import RunFolder
 
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from agents import AGENTS, BACKENDS
@@ -21,6 +19,7 @@ from rlrnn.learning.fields import (
     check_fields,
     check_seed,
     check_types,
+    option,
     require,
     section_from_json,
 )
@@ -34,22 +33,8 @@ SB3_AGENTS = {
 AGENT_NAMES = (*AGENTS, *SB3_AGENTS)
 
 
-def option(default: Any, doc: str, **extra: Any) -> Any:
-    """A dataclass field carrying its help text (and argparse extras such as ``choices``)."""
-    if isinstance(default, list | tuple):
-        return field(default=tuple(default), metadata={"help": doc, **extra})
-    return field(default=default, metadata={"help": doc, **extra})
-
-
 # More threads than any machine has cores; far more (100,000) crash OpenMP with no message.
 MAX_TORCH_THREADS = 1024
-
-
-def shell_path(path: Path | str) -> str:
-    """``path`` as a command line a user can paste takes it: quoted, and a relative path that
-    starts with ``-`` as ``./-name`` (else it reads as an option)."""
-    text = os.fspath(path)
-    return shlex.quote("./" + text if text.startswith("-") else text)
 
 
 @dataclass(frozen=True)
@@ -144,6 +129,11 @@ class PPOConfig:
     )
     adam_beta1: float = option(0.9, "Adam's first-moment decay")
     adam_beta2: float = option(0.999, "Adam's second-moment decay")
+    sde_sample_freq: int = option(
+        0,
+        "Box actions only: explore with gSDE (state-dependent noise), drawn again every this"
+        " many steps (0: off, a Gaussian with a learned, state-independent std)",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -156,29 +146,19 @@ class PPOConfig:
         ):
             value = getattr(self, name)
             require(value >= 1, f"{name} must be >= 1, got {value}")
-        if self.bptt_len is None:
-            require(
-                self.num_envs % self.num_minibatches == 0,
-                f"num_minibatches ({self.num_minibatches}) must divide num_envs"
-                f" ({self.num_envs}): a minibatch is a set of whole environment sequences",
-            )
-        else:
+        if self.bptt_len is not None:
             require(self.bptt_len >= 1, f"bptt_len must be >= 1, got {self.bptt_len}")
             require(
                 self.num_steps % self.bptt_len == 0,
                 f"bptt_len ({self.bptt_len}) must divide num_steps ({self.num_steps}):"
                 " each env's rollout is cut into whole chunks",
             )
-            require(
-                self.num_sequences % self.num_minibatches == 0,
-                f"num_minibatches ({self.num_minibatches}) must divide the"
-                f" {self.num_sequences} sequences of a rollout (num_envs * num_steps / bptt_len)",
-            )
         require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
         require(0 <= self.gae_lambda <= 1, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         require(self.clip_coef > 0, f"clip_coef must be > 0, got {self.clip_coef}")
-        for name in ("ent_coef", "vf_coef", "max_grad_norm", "target_kl", "desired_kl"):
+        non_negative = ("ent_coef", "vf_coef", "max_grad_norm", "target_kl", "desired_kl")
+        for name in (*non_negative, "sde_sample_freq"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         require(
             0 < self.solved_lr_scale <= 1,
@@ -192,6 +172,23 @@ class PPOConfig:
             f"total_timesteps ({self.total_timesteps}) is less than one rollout"
             f" (num_envs * num_steps = {self.batch_size})",
         )
+
+    def check_whole_sequences(self) -> None:
+        """A UsageError unless a rollout splits into minibatches of whole sequences, as rlrnn's
+        update replays them (each from the recurrent state its first step had); SB3's agents
+        cut their own minibatches, so only the steps need to divide."""
+        if self.bptt_len is None:
+            require(
+                self.num_envs % self.num_minibatches == 0,
+                f"num_minibatches ({self.num_minibatches}) must divide num_envs"
+                f" ({self.num_envs}): a minibatch is a set of whole environment sequences",
+            )
+        else:
+            require(
+                self.num_sequences % self.num_minibatches == 0,
+                f"num_minibatches ({self.num_minibatches}) must divide the"
+                f" {self.num_sequences} sequences of a rollout (num_envs * num_steps / bptt_len)",
+            )
 
     @property
     def batch_size(self) -> int:
@@ -305,6 +302,15 @@ class RunConfig:
             f"bptt_len is for rlrnn's agents, not {self.agent.agent}",
             fields=("bptt_len",),
         )
+        if self.agent.agent in SB3_AGENTS:  # SB3 cuts its minibatches from a rollout's steps
+            steps, minibatches = self.ppo.batch_size, self.ppo.num_minibatches
+            require(
+                steps % minibatches == 0,
+                f"num_minibatches ({minibatches}) must divide the {steps} steps of a rollout"
+                " (num_envs * num_steps)",
+            )
+        else:
+            self.ppo.check_whole_sequences()
         try:  # a partially observed cart-pole's id names its parameters: check them now
             variant_params(self.env_id)
         except VariantError as e:

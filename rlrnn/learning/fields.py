@@ -18,6 +18,13 @@ import torch
 from rlrnn.errors import UsageError
 
 
+def option(default: Any, doc: str, **extra: Any) -> Any:
+    """A dataclass field carrying its help text (and argparse extras such as ``choices``)."""
+    if isinstance(default, list | tuple):
+        return dataclasses.field(default=tuple(default), metadata={"help": doc, **extra})
+    return dataclasses.field(default=default, metadata={"help": doc, **extra})
+
+
 def require(condition: bool, message: str, fields: tuple[str, ...] = ()) -> None:
     """A UsageError saying ``message`` unless ``condition``; ``fields``: the fields it names
     when the command line should show them as its options (:class:`~rlrnn.errors.UsageError`)."""

@@ -101,19 +101,59 @@ ENV_HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+# rl-baselines3-zoo's tuned Pendulum settings (ppo.yml Pendulum-v1, ppo_lstm.yml
+# PendulumNoVel-v1), which SB3's agents take on the position-only pendulum: 4 envs x 1024 steps,
+# 10 epochs, gamma 0.9, lambda 0.95, lr 1e-3 and clip 0.2 held, gSDE drawn every 4 steps, no
+# normalisation; minibatches of SB3's default size (64 for PPO, 128 for RecurrentPPO, whose
+# default policy has an LSTM of 256 for each of actor and critic and tanh heads of 64 x 64).
+_SB3_ZOO_PENDULUM: dict[str, Any] = {
+    "num_envs": 4,
+    "num_steps": 1024,
+    "update_epochs": 10,
+    "learning_rate": 1e-3,
+    "anneal_lr": False,
+    "gamma": 0.9,
+    "gae_lambda": 0.95,
+    "clip_coef": 0.2,
+    "anneal_clip": False,
+    "max_grad_norm": 0.5,
+    "norm_adv": True,
+    "normalize_reward": False,
+    "freeze_obs_norm": False,
+    "solved_lr_scale": 1.0,
+    "sde_sample_freq": 4,
+}
+_SB3_ZOO_HEADS: dict[str, Any] = {
+    "pi_hidden": (64, 64),
+    "vf_hidden": (64, 64),
+    "activation": "tanh",
+    "normalize_obs": False,
+}
+SB3_ENV_HYPERPARAMS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
+    "PositionOnlyPendulum-v1": {
+        "sb3-ppo": {"agent": _SB3_ZOO_HEADS, "ppo": _SB3_ZOO_PENDULUM | {"num_minibatches": 64}},
+        "sb3-recurrentppo": {
+            "agent": _SB3_ZOO_HEADS | {"hidden_size": 256, "shared_core": False},
+            "ppo": _SB3_ZOO_PENDULUM | {"num_minibatches": 32},
+        },
+    },
+}
+
 
 def default_config(agent: str, env_id: str | None = None) -> RunConfig:
     """The tuned configuration of ``agent`` (validated like any config), on ``env_id`` (the
-    config's default env when None) with that env's changes (:data:`ENV_HYPERPARAMS`; not for
-    the SB3 agents, whose entries are rl-baselines3-zoo's)."""
+    config's default env when None) with that env's changes (:data:`ENV_HYPERPARAMS` for
+    rlrnn's agents, rl-baselines3-zoo's :data:`SB3_ENV_HYPERPARAMS` for SB3's)."""
     if not isinstance(agent, str) or agent not in HYPERPARAMS:
         raise UsageError(f"unknown agent {agent!r}; choose from {', '.join(HYPERPARAMS)}")
-    entry = HYPERPARAMS[agent]
+    if agent.startswith("sb3-"):
+        env_entry = SB3_ENV_HYPERPARAMS.get(env_id or "", {}).get(agent, {})
+    else:
+        env_entry = ENV_HYPERPARAMS.get(env_id or "", {})
     data = RunConfig().to_dict()
     for section in ("agent", "ppo"):
-        data[section].update(entry.get(section, {}))
-        if env_id in ENV_HYPERPARAMS and not agent.startswith("sb3-"):
-            data[section].update(ENV_HYPERPARAMS[env_id].get(section, {}))
+        data[section].update(HYPERPARAMS[agent].get(section, {}))
+        data[section].update(env_entry.get(section, {}))
     data["agent"]["agent"] = agent
     if env_id is not None:
         data["env_id"] = env_id

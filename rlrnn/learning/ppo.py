@@ -48,6 +48,7 @@ class PPOLearner:
     """
 
     def __init__(self, agent: ActorCritic, env: BatchedEnv, config: PPOConfig, seed: int) -> None:
+        config.check_whole_sequences()  # a PPOConfig alone allows SB3's minibatches too
         self.agent, self.env, self.config = agent, env, config
         self.device = env.device
         # The learning rate lives on the device, so the KL-adaptive schedule moves it without a
@@ -91,13 +92,22 @@ class PPOLearner:
         initial_state = self.state
         if self._storage is None:
             self._storage = RolloutStorage.allocate(
-                T, B, env.obs_dim, env.num_actions, self.state, self.device, agent.continuous
+                T,
+                B,
+                env.obs_dim,
+                env.num_actions,
+                self.state,
+                self.device,
+                agent.continuous,
+                agent.head_outputs,
             )
         s = self._storage  # written in place: the returned Rollout is valid until the next one
 
         # The loop does only what must be sequential; everything else is vectorised below.
         obs, starts, state = self.obs, self.episode_starts, self.state
         for t in range(T):
+            if cfg.sde_sample_freq and t % cfg.sde_sample_freq == 0:  # gSDE: new noise
+                agent.action_head.reset_noise(B)
             s.obs[t], s.episode_starts[t] = obs, starts
             logits, value, state, action = self.act_fn(agent, obs, state, starts)
             s.logits[t], s.actions[t], s.values[t] = logits, action, value

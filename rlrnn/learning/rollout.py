@@ -56,7 +56,7 @@ class RolloutStorage(NamedTuple):
     obs: Tensor  # (T, B, D)
     final_obs: Tensor  # (T, B, D) the observation each step ended on (before a reset)
     episode_starts: Tensor  # (T, B) float
-    logits: Tensor  # (T, B, A): logits, or a Gaussian's mean for Box actions
+    logits: Tensor  # (T, B, A): logits, or a Gaussian's mean for Box actions (and gSDE's features)
     actions: Tensor  # (T, B) long, or (T, B, A) float for Box actions
     values: Tensor  # (T, B)
     rewards: Tensor  # (T, B)
@@ -77,7 +77,11 @@ class RolloutStorage(NamedTuple):
         state: RecurrentState,
         device: torch.device,
         continuous: bool = False,
+        head_outputs: int | None = None,
     ) -> RolloutStorage:
+        """Buffers for ``steps`` steps of ``num_envs`` envs; ``head_outputs``: what the action
+        head reads per step, when more than ``num_actions`` (gSDE's features)."""
+
         def buffer(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
             return torch.empty(steps, *shape, dtype=dtype, device=device)
 
@@ -86,7 +90,7 @@ class RolloutStorage(NamedTuple):
             obs=buffer(B, obs_dim),
             final_obs=buffer(B, obs_dim),
             episode_starts=buffer(B),
-            logits=buffer(B, num_actions),
+            logits=buffer(B, head_outputs or num_actions),
             actions=buffer(B, num_actions) if continuous else buffer(B, dtype=torch.long),
             values=buffer(B),
             rewards=buffer(B),

@@ -52,6 +52,7 @@ def build_agent(
         normalize_obs=a.normalize_obs,
         frame_stack=a.frame_stack,
         continuous=continuous,
+        gsde=config.ppo.sde_sample_freq > 0,
     )
 
 

@@ -7,7 +7,8 @@ and loads their checkpoints.
 
 rlrnn's config fields map onto SB3's arguments: ``num_envs`` -> ``n_envs``, ``num_steps`` ->
 ``n_steps``, ``num_minibatches`` -> ``batch_size = n_envs * n_steps / num_minibatches``,
-``update_epochs`` -> ``n_epochs``, ``target_kl`` (0: None), ``anneal_lr`` / ``anneal_clip`` ->
+``update_epochs`` -> ``n_epochs``, ``target_kl`` (0: None), ``sde_sample_freq`` -> ``use_sde``
+and ``sde_sample_freq`` (0: no gSDE), ``anneal_lr`` / ``anneal_clip`` ->
 linear schedules, ``normalize_obs`` / ``normalize_reward`` -> ``VecNormalize``, ``pi_hidden`` /
 ``vf_hidden`` -> ``net_arch``; for ``RecurrentPPO`` also ``hidden_size`` -> ``lstm_hidden_size``,
 ``num_layers`` -> ``n_lstm_layers`` and ``shared_core`` -> ``shared_lstm`` (else one LSTM each).
@@ -124,6 +125,8 @@ def build_model(config: RunConfig, vec_env: VecEnv, device: torch.device | str) 
         "max_grad_norm": p.max_grad_norm if p.max_grad_norm > 0 else float("inf"),
         "normalize_advantage": p.norm_adv,
         "target_kl": p.target_kl if p.target_kl > 0 else None,
+        "use_sde": p.sde_sample_freq > 0,
+        "sde_sample_freq": p.sde_sample_freq or -1,
         "seed": config.seed,
         "device": device,
     }
@@ -167,7 +170,7 @@ def expected_weights(
 ) -> dict[str, torch.Size]:
     """The name and shape of every tensor of the SB3 policy ``config`` describes (as
     :func:`build_model` makes it), computed without building it; a Box action space adds the
-    Gaussian's ``log_std``."""
+    Gaussian's ``log_std`` (gSDE's, a matrix, with ``sde_sample_freq``)."""
     a = config.agent
     recurrent = a.agent == "sb3-recurrentppo"
     features = a.hidden_size if recurrent else obs_dim
@@ -180,8 +183,10 @@ def expected_weights(
             width = w
         head, out = ("action_net", num_actions) if net == "policy_net" else ("value_net", 1)
         shapes[f"{head}.weight"], shapes[f"{head}.bias"] = (out, width), (out,)
-    if continuous:
-        shapes["log_std"] = (num_actions,)
+    if continuous:  # gSDE's log-std is a matrix over the policy's last features
+        pi_features = a.pi_hidden[-1] if a.pi_hidden else features
+        gsde = config.ppo.sde_sample_freq > 0
+        shapes["log_std"] = (pi_features, num_actions) if gsde else (num_actions,)
     if recurrent:
         h = a.hidden_size
         for lstm in ("lstm_actor",) if a.shared_core else ("lstm_actor", "lstm_critic"):

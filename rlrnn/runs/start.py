@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from envs.batched import check_env_id
+from envs.batched import check_env_id, has_box_actions
 from rlrnn.errors import ResumeRefused, RunFolderRefused, UsageError
 from rlrnn.files import path_status
 from rlrnn.learning.config import SB3_AGENTS, RunConfig
@@ -62,6 +62,11 @@ def check_run(
     else:
         check_new_run(folder)
     check_env_id(config.env_id)
+    if config.ppo.sde_sample_freq and not has_box_actions(config.env_id):
+        raise UsageError(
+            f"sde_sample_freq is for Box actions; {config.env_id} takes Discrete ones",
+            ("sde_sample_freq",),
+        )
     check_training_memory(config, resolve_device(config.device))
     return folder
 

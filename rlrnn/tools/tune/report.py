@@ -20,8 +20,7 @@ from matplotlib import ticker
 from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 from optuna.trial import FrozenTrial, TrialState
 
-from rlrnn.files import atomic_write_text, save_figure
-from rlrnn.learning.config import shell_path
+from rlrnn.files import atomic_write_text, save_figure, shell_path
 from rlrnn.runs.plots import plt
 from rlrnn.tools.tune.setup import OBJECTIVES, TO_SOLVE, Setup
 from rlrnn.tools.tune.tune import best_trial
