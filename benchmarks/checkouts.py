@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 # Trains rlrnn's defaults in the checkout on PYTHONPATH; prints the summary's speed figures.
+# With an agent and env (a checkout with default_config), that agent's defaults on that env, and
+# the final weights' mean return over ``final_episodes`` fresh episodes when that is not 0.
 RLRNN_RUN = """
 import dataclasses, json, sys, tempfile, torch
 from pathlib import Path
@@ -21,17 +23,26 @@ try:
 except ImportError:  # a checkout from before the Python API
     from rlrnn.config import RunConfig
     from rlrnn.training import train
-seed, max_steps, eval_interval, device, threads = json.loads(sys.argv[1])
+seed, max_steps, eval_interval, device, threads, *named = json.loads(sys.argv[1])
 torch.set_num_threads(threads)
-base = RunConfig()
+if named:
+    from rlrnn import default_config, evaluate, load_agent
+    agent, env_id, final_episodes = named
+    base = default_config(agent, env_id)
+else:
+    base, final_episodes = RunConfig(), 0
 config = dataclasses.replace(
     base, seed=seed, device=device, eval_interval=eval_interval,
     ppo=dataclasses.replace(base.ppo, total_timesteps=max_steps),
 )
 with tempfile.TemporaryDirectory() as tmp:
     summary = train(config, Path(tmp), show_progress=False)
-keys = ("solved_at_steps", "solved_at_seconds", "steps_per_second")
-print(json.dumps({k: summary[k] for k in keys}))
+    keys = ("solved_at_steps", "solved_at_seconds", "steps_per_second")
+    result = {k: summary[k] for k in keys}
+    if final_episodes:
+        policy, _ = load_agent(Path(tmp), "final")
+        result["final"] = evaluate(policy, config.env_id, final_episodes, seed=10_000).mean
+print(json.dumps(result))
 """
 
 
@@ -85,10 +96,17 @@ def run_in(checkout: Path, args: list[str]) -> str:
 
 
 def run_rlrnn(
-    checkout: Path, seed: int, max_steps: int, eval_interval: int, device: str, threads: int
+    checkout: Path,
+    seed: int,
+    max_steps: int,
+    eval_interval: int,
+    device: str,
+    threads: int,
+    named: tuple[str, str, int] | None = None,
 ) -> dict:
-    """Train rlrnn's defaults from ``checkout`` in a fresh process; its speed figures."""
-    args = json.dumps([seed, max_steps, eval_interval, device, threads])
+    """Train rlrnn's defaults from ``checkout`` in a fresh process; its speed figures.
+    ``named``: (agent, env id, final episodes) for that agent's defaults on that env."""
+    args = json.dumps([seed, max_steps, eval_interval, device, threads, *(named or ())])
     return json.loads(run_in(checkout, ["-c", RLRNN_RUN, args]).strip().splitlines()[-1])
 
 
