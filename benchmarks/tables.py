@@ -570,16 +570,22 @@ def worst_seed(data: dict[str, Any], row: dict[str, Any]) -> str:
     return f"{worst['final']:.1f} (seed {worst['seed']})"
 
 
+def reached(thresholds: set[float]) -> str:
+    """The header of a column counting final returns at or above the env's threshold."""
+    return f"final ≥ {thresholds.pop():g}" if len(thresholds) == 1 else "final ≥ threshold"
+
+
 @renderer("stability")
 def stability(*files: str) -> str:
     """benchmarks/stability.py's rows: final weights and stays-solved over seeds, with 95%
     bootstrap intervals over runs; one file per float path (a column says which)."""
     if not files:
         raise TableError("stability needs a result file: stability FILE [FILE ...]")
-    rows, sources = [], []
+    rows, sources, thresholds = [], [], set()
     for rel in files:
         data = read_json(rel)
         sources.append((rel, data))
+        thresholds |= {run["threshold"] for run in data["runs"]}
         for r in data["rows"]:
             ci = r.get("final_iqm_ci")
             held_ci = r.get("stays_solved_ci")
@@ -606,7 +612,7 @@ def stability(*files: str) -> str:
         "agent",
         "variant",
         "budget",
-        "final ≥ 475",
+        reached(thresholds),
         "final IQM [95% CI]",
         "worst final (seed)",
         "stays solved [95% CI] (evaluations)",
@@ -626,7 +632,7 @@ def seeds(*files: str) -> str:
     worst seed, and how well a solved run stays solved."""
     if not files:
         raise TableError("seeds needs result files: seeds FILE [FILE ...]")
-    rows, sources = [], []
+    rows, sources, thresholds = [], [], set()
     for rel in files:
         data = read_json(rel)
         sources.append((rel, data))
@@ -639,6 +645,7 @@ def seeds(*files: str) -> str:
         for agent, group in by_agent.items():
             finals = [r["final"] for r in group]
             threshold = group[0]["threshold"]
+            thresholds.add(threshold)
             held = [Stability(**r["stability"]) for r in group]
             worst = min(group, key=lambda r: r["final"])
             solved = [r["solved_at_seconds"] for r in group if r["solved_at_seconds"] is not None]
@@ -664,7 +671,7 @@ def seeds(*files: str) -> str:
         "float path",
         "seeds",
         "final return, mean [95% CI]",
-        "final ≥ 475",
+        reached(thresholds),
         "worst final (seed)",
         "stays solved (evaluations)",
         "median s to solve (solved)",
@@ -797,6 +804,100 @@ def horizon(*files: str) -> str:
         "return, 500-step episodes",
         f"return, {limit:,}-step episodes",
         f"seeds ≥ {0.95 * limit:,.0f} at {limit:,}",
+    ]
+    return table(header, rows) + "\n\n" + source_line(sources)
+
+
+# --- continuous control (docs/continuous.md) --------------------------------------------------
+
+
+@renderer("throughput")
+def throughput(rel: str) -> str:
+    """benchmarks/throughput.py --out FILE: steps/s per env and number of envs (the median
+    round), and each env's share of the first env's at the same number of envs."""
+    data = read_json(rel)
+    first: dict[int, float] = {}
+    rows = []
+    for r in data["rows"]:
+        base = first.setdefault(r["num_envs"], r["steps_per_second"])
+        share = r["steps_per_second"] / base
+        rows.append(
+            [r["env_id"], f"{r['num_envs']:,}", f"{r['steps_per_second']:,.0f}", f"{share:.0%}"]
+        )
+    header = ["env", "envs", "steps/s (median of rounds)", "of the first env's"]
+    return table(header, rows) + "\n\n" + source_line([(rel, data["provenance"])])
+
+
+@renderer("recipes")
+def recipes(*files: str) -> str:
+    """benchmarks/recipes.py --out FILE: each recipe and agent's final weights (100 fresh
+    episodes) on each seed, and their mean."""
+    rows, sources = [], []
+    for rel in files:
+        data = read_json(rel)
+        sources.append((rel, data["provenance"]))
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for run in data["runs"]:
+            groups.setdefault((run["recipe"], run["agent"]), []).append(run)
+        for (recipe, agent), runs in groups.items():
+            seeds = ", ".join(f"{r['final']:.0f} (s{r['seed']})" for r in runs)
+            mean = statistics.mean(r["final"] for r in runs)
+            rows.append([f"`{recipe}`", agent, seeds, f"{mean:.1f}"])
+    table_text = table(["recipe", "agent", "final weights (seed)", "mean"], rows)
+    return table_text + "\n\n" + source_line(sources)
+
+
+@renderer("recipes-key")
+def recipes_key(*files: str) -> str:
+    """What each recipe of benchmarks/recipes.py's files changes over the agents' defaults."""
+    changes: dict[str, dict[str, Any]] = {}
+    for rel in files:
+        changes |= read_json(rel)["recipes"]
+    rows = [
+        [f"`{name}`", ", ".join(f"{k}={v}" for k, v in change.items()) or "none"]
+        for name, change in changes.items()
+    ]
+    return table(["recipe", "changes"], rows)
+
+
+@renderer("final-vs-sb3")
+def final_vs_sb3(*files: str) -> str:
+    """benchmarks/speed_vs_sb3.py --final-episodes N: per agent, the final weights over seeds
+    (mean, worst seed), how many seeds an evaluation solved, the median seconds to solve and
+    RecurrentPPO's over rlrnn's."""
+    runs, sources = [], []
+    for rel in files:
+        data = read_json(rel)
+        sources.append((rel, data))
+        runs += data["runs"]
+    rows, medians = [], {}
+    for agent in dict.fromkeys(r["agent"] for r in runs):
+        group = [r for r in runs if r["agent"] == agent]
+        finals = [r["final"] for r in group]
+        worst = min(group, key=lambda r: r["final"])
+        seconds = median_or_none(r["solved_at_seconds"] for r in group)
+        medians[agent] = seconds
+        solved = sum(r["solved_at_steps"] is not None for r in group)
+        sps = statistics.median(r["steps_per_second"] for r in group)
+        rows.append(
+            [
+                agent,
+                str(len(group)),
+                mean_interval(finals),
+                f"{worst['final']:.1f} (seed {worst['seed']})",
+                f"{solved}/{len(group)}",
+                num(seconds, ".1f", "not solved"),
+                f"{sps:,.0f}",
+            ]
+        )
+    header = [
+        "agent",
+        "seeds",
+        "final weights, mean [95% CI]",
+        "worst final (seed)",
+        "solved",
+        "median s to solve",
+        "steps/s",
     ]
     return table(header, rows) + "\n\n" + source_line(sources)
 
