@@ -68,14 +68,15 @@ def main() -> None:
             recipes.items(), args.agents, args.seeds
         )
     ]
-    runs = []
+    runs: list[dict[str, Any]] = []
+    source = provenance()  # the code as it was when the runs started
     with ProcessPoolExecutor(args.workers) as pool:
         for result in pool.map(run, jobs):
             runs.append(result)
             print(json.dumps(result), flush=True)
-    if args.out:
-        record = {"provenance": provenance(), "recipes": recipes, "runs": runs}
-        args.out.write_text(json.dumps(record, indent=1))
+            if args.out:  # after every run: a stopped screen keeps what it finished
+                record = {"provenance": source, "recipes": recipes, "runs": runs}
+                args.out.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

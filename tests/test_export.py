@@ -20,7 +20,7 @@ from envs.batched import env_sizes, observation_space
 from envs.spaces import encode
 from rlrnn import evaluate, export, load_agent
 from rlrnn.errors import UsageError
-from rlrnn.learning.config import AgentConfig, RunConfig
+from rlrnn.learning.config import AgentConfig, PPOConfig, RunConfig
 from rlrnn.runs.checkpoint import save_checkpoint
 from rlrnn.runs.loading import build_agent
 
@@ -295,10 +295,14 @@ def test_an_empty_folder_is_filled_and_the_api_and_the_command_agree(tiny_run, t
     assert first == second and first["files"] == {"torchscript": "policy.pt"}
 
 
-@pytest.mark.parametrize("name", ["mlp", "gru", "lstm"])
-def test_a_box_action_policy_exports_its_mean_as_the_action(tmp_path, name):
+@pytest.mark.parametrize(
+    ("name", "sde_sample_freq"), [("mlp", 0), ("gru", 0), ("lstm", 0), ("lstm", 4)]
+)
+def test_a_box_action_policy_exports_its_mean_as_the_action(tmp_path, name, sde_sample_freq):
+    """The mean, whether it explored by a Gaussian or by gSDE (whose noise is training's only)."""
     env = "PositionOnlyPendulum-v1"
-    config = RunConfig(agent=AGENTS[name], env_id=env)
+    ppo = PPOConfig(sde_sample_freq=sde_sample_freq)
+    config = RunConfig(agent=AGENTS[name], env_id=env, ppo=ppo)
     torch.manual_seed(0)
     policy = build_agent(config, 2, 1, continuous=True).eval()
     save_checkpoint(tmp_path / "agent.pt", policy, config)
