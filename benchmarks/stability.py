@@ -118,12 +118,12 @@ def stability_of(record: dict[str, Any]) -> Stability:
     return Stability(**record["stability"])
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def markdown(rows: list[dict[str, Any]], threshold: float) -> str:
     def num(value: float | None, fmt: str) -> str:
         return "–" if value is None else format(value, fmt)
 
     lines = [
-        "| variant | agent | budget | final ≥ 475 | worst seed final | stays solved"
+        f"| variant | agent | budget | final ≥ {threshold:g} | worst seed final | stays solved"
         " | worst eval after solve | median s to solve | finals by seed |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -185,7 +185,7 @@ def main() -> None:
         print(f"stability: {e} after {len(records)} of {len(jobs)} runs", file=sys.stderr)
         raise SystemExit(128 + e.signal_number) from None
     rows = table_rows(records)
-    print(markdown(rows))
+    print(markdown(rows, records[0]["threshold"]))
     if args.out:
         report = {**source, "rows": rows, "runs": records}
         args.out.write_text(json.dumps(report, indent=2) + "\n")
