@@ -96,6 +96,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "variant": variant,
                 "agent": agent,
                 "budget": budget,
+                "threshold": threshold,
                 "finals": [round(f, 1) for f in finals],
                 "final_ok": sum(f >= threshold for f in finals),
                 "seeds": len(runs),

@@ -187,6 +187,8 @@ def compare(folder: str = "docs/compare") -> str:
     """The table of an ``rlrnn compare`` report folder: its results.csv, with the folder's
     provenance.json saying where it came from."""
     rows = read_csv(f"{folder}/results.csv")
+    # results.md's header names the env's threshold: "success (best.pt >= 475)".
+    success = next(k for k in markdown_rows(f"{folder}/results.md")[0] if k.startswith("success"))
     out = []
     for r in rows:
         seeds = r["seeds"]
@@ -213,7 +215,7 @@ def compare(folder: str = "docs/compare") -> str:
         "final return, mean [95% CI]",
         "IQM",
         "best.pt return",
-        "success (best.pt ≥ 475)",
+        success.replace(">=", "≥"),
         "solved in training",
         "median steps to solve",
         "median seconds to solve",
@@ -585,7 +587,9 @@ def stability(*files: str) -> str:
     for rel in files:
         data = read_json(rel)
         sources.append((rel, data))
-        thresholds |= {run["threshold"] for run in data["runs"]}
+        # A row names its threshold; a file from before rows did has its runs name it.
+        rows_or_runs = data["rows"] if "threshold" in data["rows"][0] else data["runs"]
+        thresholds |= {r["threshold"] for r in rows_or_runs}
         for r in data["rows"]:
             ci = r.get("final_iqm_ci")
             held_ci = r.get("stays_solved_ci")
@@ -854,7 +858,7 @@ def recipes_key(*files: str) -> str:
     for rel in files:
         changes |= read_json(rel)["recipes"]
     rows = [
-        [f"`{name}`", ", ".join(f"{k}={v}" for k, v in change.items()) or "none"]
+        [f"`{name}`", ", ".join(f"{k}={v}" for k, v in change.items()) or "none: the cart-pole's"]
         for name, change in changes.items()
     ]
     return table(["recipe", "changes"], rows)

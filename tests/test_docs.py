@@ -103,7 +103,7 @@ def test_the_stability_table_reads_what_stability_py_writes(tmp_path, monkeypatc
         file.write_text(json.dumps({**record, "rows": stability.table_rows(records)}))
         files.append(str(file))
     one = tables.render(f"stability {files[0]}")
-    assert "| lstm | defaults | 100,000 | 3/4 |" in one
+    assert "| final ≥ 475 |" in one and "| lstm | defaults | 100,000 | 3/4 |" in one
     assert "90.0% [" in one and "(36 of 40)" in one and "float path default (DEFAULT)" in one
     both = tables.render(f"stability {files[0]} {files[1]}")
     assert "| lstm | defaults | 100,000 | automatic (AVX2) | 3/4 |" in both
