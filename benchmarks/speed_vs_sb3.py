@@ -242,7 +242,8 @@ def main() -> None:
     print(f"machine: {machine}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        report = {**source, "machine": machine, "runs": rows, "speedup": ratio}
+        speedup = ratio if math.isfinite(ratio) else None  # None: a side never solved
+        report = {**source, "machine": machine, "runs": rows, "speedup": speedup}
         report |= {"env": args.env, "agent": args.agent, "seeds": args.seeds}
         report |= {"max_steps": args.max_steps, "eval_interval": args.eval_interval}
         report["final_episodes"] = args.final_episodes
