@@ -146,21 +146,6 @@ def run_sb3(
     return result
 
 
-def run_rlrnn(
-    checkout: Path,
-    seed: int,
-    max_steps: int,
-    eval_interval: int,
-    device: str,
-    named: tuple[str, str, int] | None,
-) -> dict:
-    """Train rlrnn's defaults from ``checkout`` in a fresh process (``named``: an agent's on an
-    env, and the final weights judged over that many episodes)."""
-    return checkouts.run_rlrnn(
-        checkout, seed, max_steps, eval_interval, device, torch.get_num_threads(), named
-    )
-
-
 def median_solved(runs: list[dict], key: str) -> float:
     """Median over all seeds, an unsolved seed counting as infinitely slow."""
     return statistics.median(math.inf if r[key] is None else r[key] for r in runs)
@@ -196,10 +181,11 @@ def main() -> None:
     here = Path(__file__).resolve().parents[1]
     plain = (args.env, args.agent, args.final_episodes) == ("PositionOnlyCartPole-v1", "lstm", 0)
     named = None if plain else (args.agent, args.env, args.final_episodes)
-    runners = {"rlrnn": lambda *a: run_rlrnn(here, *a, named)}
+    threads = args.threads  # rlrnn runs each seed in a fresh process (checkouts.py)
+    runners = {"rlrnn": lambda *a: checkouts.run_rlrnn(here, *a, threads, named)}
     if args.baseline:
         baseline = args.baseline.resolve()
-        runners["rlrnn (baseline)"] = lambda *a: run_rlrnn(baseline, *a, named)
+        runners["rlrnn (baseline)"] = lambda *a: checkouts.run_rlrnn(baseline, *a, threads, named)
     runners["sb3-contrib RecurrentPPO"] = lambda *a: run_sb3(*a, args.env, args.final_episodes)
     rows = []
     for seed in args.seeds:
