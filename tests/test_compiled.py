@@ -102,6 +102,26 @@ def test_the_acting_step_and_the_env_step_trace_whole_and_equal_eager():
     assert torch.equal(traced_env._start_states(), traced_env._hashed_start_states())
 
 
+@pytest.mark.parametrize("sde_sample_freq", [0, 4], ids=["gaussian", "gsde"])
+def test_box_actions_warm_up_and_train_through_the_traced_functions(sde_sample_freq):
+    """``--compile`` on the pendulum: the warm-up's stand-in rollout holds float actions of the
+    Box's size (it held Discrete indices, which a Gaussian cannot score), then a real iteration
+    runs through the same traced functions."""
+    from rlrnn.learning.compiled import _warm_up
+
+    ppo_config = dataclasses.replace(TINY, sde_sample_freq=sde_sample_freq)
+    config = RunConfig(env_id="PositionOnlyPendulum-v1", ppo=ppo_config)
+    env = make_batched_env(config.env_id, TINY.num_envs)
+    torch.manual_seed(0)
+    agent = build_agent(config, env.obs_dim, env.num_actions, continuous=True)
+    ppo = PPOLearner(agent, env, ppo_config, seed=0)
+    ppo.act_fn = torch.compile(act_step, backend="aot_eager")
+    ppo.loss_fn = torch.compile(ppo_loss, backend="aot_eager", fullgraph=True)
+    _warm_up(ppo, None)
+    stats, _ = ppo.iterate()
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in stats.values())
+
+
 @pytest.mark.slow
 def test_compiled_training_equals_eager_to_float_tolerance():
     """Inductor's generated code, as ``--compile`` runs it (about 2 minutes on 2 cores)."""

@@ -82,7 +82,7 @@ def _warm_up(ppo: PPOLearner, env_step: Callable | None) -> None:
     rollout = Rollout(
         obs=zeros(B, env.obs_dim),
         episode_starts=zeros(B),
-        actions=zeros(B, dtype=torch.long),
+        actions=zeros(B, env.num_actions) if agent.continuous else zeros(B, dtype=torch.long),
         logprobs=zeros(B),
         values=zeros(B),
         advantages=zeros(B),
