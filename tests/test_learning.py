@@ -166,9 +166,10 @@ def test_continuous_cartpole_over_seeds_0_to_9_on_two_float_paths(tmp_path, floa
 # lstm and gru on the position-only pendulum's defaults over seeds 0-9 at 200k steps
 # (docs/continuous.md, from benchmarks/results/stability_pendulum_*.json): lstm's final weights
 # reach -200 on 5 of 10 seeds on each float path, with a median final of -201 and -202; gru's on
-# 6 of 10 on each, median -191 and -188. The target (9 of 10) is not met. The bounds catch a recipe that stops swinging the pendulum up (finals near -1,200), not
-# another machine's rounding: a binomial of 10 seeds at 0.45 falls below 1 about 3 times in
-# 1,000, and the median of 10 finals moves little with a seed or two.
+# 6 of 10 on each, median -191 and -188. The target (9 of 10) is not met. The bounds
+# catch a recipe that stops swinging the pendulum up (finals near -1,200), not another machine's
+# rounding: a binomial of 10 seeds at 0.45 falls below 1 about 3 times in 1,000, and the median
+# of 10 finals moves little with a seed or two.
 PENDULUM_OK, PENDULUM_MEDIAN = 1, -350.0
 
 
