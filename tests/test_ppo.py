@@ -294,14 +294,15 @@ def test_rlrnn_minibatches_hold_whole_sequences_sb3_ones_need_not():
         PPOLearner(agent, env, ppo, seed=0)
 
 
-def test_gsde_is_for_box_actions():
+def test_gsde_is_for_box_actions(tmp_path):
     gsde = dataclasses.replace(PPOConfig(), sde_sample_freq=4)
     with pytest.raises(UsageError, match="sde_sample_freq must be >= 0"):
         dataclasses.replace(gsde, sde_sample_freq=-1)
     for agent in ("gru", "sb3-ppo"):
         config = RunConfig(agent=AgentConfig(agent=agent), ppo=gsde)
         with pytest.raises(UsageError, match="sde_sample_freq is for Box actions"):
-            train(config, "/tmp/never-made-gsde-run")
+            train(config, tmp_path / agent)
+        assert not (tmp_path / agent).exists()  # refused before anything was written
 
 
 def test_the_rollout_writes_into_one_storage_allocated_once():
