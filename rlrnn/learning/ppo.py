@@ -96,10 +96,10 @@ class PPOLearner:
                 B,
                 env.obs_dim,
                 env.num_actions,
+                agent.head_outputs,
                 self.state,
                 self.device,
                 agent.continuous,
-                agent.head_outputs,
             )
         s = self._storage  # written in place: the returned Rollout is valid until the next one
 

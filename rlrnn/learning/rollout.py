@@ -74,13 +74,13 @@ class RolloutStorage(NamedTuple):
         num_envs: int,
         obs_dim: int,
         num_actions: int,
+        head_outputs: int,
         state: RecurrentState,
         device: torch.device,
         continuous: bool = False,
-        head_outputs: int | None = None,
     ) -> RolloutStorage:
         """Buffers for ``steps`` steps of ``num_envs`` envs; ``head_outputs``: what the action
-        head reads per step, when more than ``num_actions`` (gSDE's features)."""
+        head reads per step (``num_actions`` logits or means, and gSDE's features after them)."""
 
         def buffer(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
             return torch.empty(steps, *shape, dtype=dtype, device=device)
@@ -90,7 +90,7 @@ class RolloutStorage(NamedTuple):
             obs=buffer(B, obs_dim),
             final_obs=buffer(B, obs_dim),
             episode_starts=buffer(B),
-            logits=buffer(B, head_outputs or num_actions),
+            logits=buffer(B, head_outputs),
             actions=buffer(B, num_actions) if continuous else buffer(B, dtype=torch.long),
             values=buffer(B),
             rewards=buffer(B),
