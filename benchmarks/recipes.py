@@ -1,5 +1,6 @@
-"""Screen training recipes for an env: each recipe (config changes over an agent's defaults)
-trains every agent on every seed, and its final weights are judged over 100 fresh episodes.
+"""Screen training recipes for an env: each recipe (config changes over an agent's defaults on
+that env) trains every agent on every seed, and its final weights are judged over 100 fresh
+episodes.
 
     python benchmarks/recipes.py --env PositionOnlyPendulum-v1 --agents gru lstm \
         --seeds 10 11 12 --budget 200000 --out benchmarks/results/pendulum_screen.json \
@@ -31,12 +32,11 @@ def run(job: tuple[str, dict[str, Any], str, int, str, int]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     name, changes, agent, seed, env, budget = job
-    base = default_config(agent)
+    base = default_config(agent, env)  # with the env's own changes (ENV_HYPERPARAMS)
     agent_changes = {k.removeprefix("agent."): v for k, v in changes.items() if "." in k}
     ppo_changes = {k: v for k, v in changes.items() if "." not in k}
     config = dataclasses.replace(
         base,
-        env_id=env,
         seed=seed,
         eval_interval=20_000,
         eval_episodes=20,
