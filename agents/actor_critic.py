@@ -42,6 +42,8 @@ class ActorCritic(nn.Module):
         gsde: with ``continuous``, explore by gSDE
             (:class:`agents.action_heads.StateDependentNoise`): the head's outputs are then the
             mean followed by the policy head's last features.
+        log_std_init: with ``continuous``, the Gaussian's starting log-std (gSDE: of each
+            feature's noise weight).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class ActorCritic(nn.Module):
         normalize_obs: bool = True,
         continuous: bool = False,
         gsde: bool = False,
+        log_std_init: float = 0.0,
     ) -> None:
         super().__init__()
         self.obs_dim = actor_core.input_size
@@ -64,9 +67,9 @@ class ActorCritic(nn.Module):
         last_width = pi_hidden[-1] if pi_hidden else actor_core.output_size
         self.action_head: Categorical | DiagGaussian | StateDependentNoise = Categorical()
         if self.gsde:
-            self.action_head = StateDependentNoise(num_actions, last_width)
+            self.action_head = StateDependentNoise(num_actions, last_width, log_std_init)
         elif continuous:
-            self.action_head = DiagGaussian(num_actions)
+            self.action_head = DiagGaussian(num_actions, log_std_init)
         # What the action head reads per step: logits or a mean, and gSDE's features after them.
         self.head_outputs = num_actions + (last_width if self.gsde else 0)
         self.actor_core = actor_core

@@ -79,9 +79,11 @@ def make_agent(
     frame_stack: int = 4,
     continuous: bool = False,
     gsde: bool = False,
+    log_std_init: float = 0.0,
 ) -> ActorCritic:
     """Build agent ``name`` for an env with ``obs_dim`` observations and ``num_actions`` actions
-    (``continuous``: a Box of that many dimensions, explored by gSDE with ``gsde``;
+    (``continuous``: a Box of that many dimensions, explored by gSDE with ``gsde``, its
+    Gaussian's log-std starting at ``log_std_init``;
     ``num_layers=None``: the agent's own depth, see :func:`make_core`)."""
     if activation not in ACTIVATIONS:
         raise AgentError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
@@ -99,4 +101,5 @@ def make_agent(
         normalize_obs=normalize_obs,
         continuous=continuous,
         gsde=gsde,
+        log_std_init=log_std_init,
     )

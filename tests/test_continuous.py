@@ -18,8 +18,9 @@ from envs import EnvError, make_batched_env
 from envs.cartpole import ContinuousPositionOnlyCartPoleEnv
 from envs.pendulum import PositionOnlyPendulumEnv, TensorPendulum
 from envs.tensor_cartpole import TensorCartPole
-from rlrnn import PPOConfig, RunConfig, evaluate, load_agent, train
+from rlrnn import AgentConfig, PPOConfig, RunConfig, evaluate, load_agent, train
 from rlrnn.cli import main
+from rlrnn.errors import UsageError
 
 # ---------------------------------------------------------------- the Gaussian head
 
@@ -343,6 +344,32 @@ def test_recurrentppo_with_gsde_trains_on_the_pendulum_and_its_checkpoint_evalua
         == 2
     )
     assert not (tmp_path / "discrete").exists()
+
+
+@pytest.mark.parametrize("sde_sample_freq", [0, 4])
+def test_log_std_init_starts_every_agents_gaussian_there_and_is_for_box_actions(
+    tmp_path, sde_sample_freq
+):
+    from rlrnn.runs import loading, sb3
+
+    ppo = PPOConfig(sde_sample_freq=sde_sample_freq)
+    for agent in ("gru", "sb3-ppo", "sb3-recurrentppo"):
+        agent_config = AgentConfig(agent=agent, hidden_size=8, log_std_init=-1.5)
+        config = RunConfig(env_id="PositionOnlyPendulum-v1", agent=agent_config, ppo=ppo)
+        if agent == "gru":
+            log_std = loading.build_agent(config, 2, 1, continuous=True).action_head.log_std
+        else:
+            vec_env = sb3.make_vec_env(config, 1)
+            log_std = sb3.build_model(config, vec_env, "cpu").policy.log_std
+            vec_env.close()
+        assert log_std.shape == ((64, 1) if sde_sample_freq else (1,))
+        assert torch.equal(log_std, torch.full_like(log_std, -1.5))
+        cartpole = dataclasses.replace(config, env_id="PositionOnlyCartPole-v1", ppo=PPOConfig())
+        with pytest.raises(UsageError, match="log_std_init is for Box actions"):
+            train(cartpole, tmp_path / agent)
+        assert not (tmp_path / agent).exists()  # refused before anything was written
+    with pytest.raises(UsageError, match=r"log_std_init must be in \[-20, 20\], got 21"):
+        AgentConfig(log_std_init=21.0)
 
 
 def test_the_tuners_space_holds_an_envs_defaults_so_its_first_trial_is_them():

@@ -55,6 +55,9 @@ class AgentConfig:
     activation: str = option("relu", "activation of the heads", choices=tuple(ACTIVATIONS))
     normalize_obs: bool = option(True, "normalise observations by running mean and variance")
     frame_stack: int = option(4, "observations the framestack agent sees (k)")
+    log_std_init: float = option(
+        0.0, "Box actions only: the Gaussian's starting log-std (gSDE: each feature's noise)"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -68,10 +71,12 @@ class AgentConfig:
             f"backend 'torch' is for the lstm agents, not {self.agent!r}",
         )
         require(self.frame_stack >= 1, f"frame_stack (k) must be >= 1, got {self.frame_stack}")
-        require(self.hidden_size >= 1, f"hidden_size must be >= 1, got {self.hidden_size}")
-        require(self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}")
+        for name in ("hidden_size", "num_layers"):
+            require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         require(all(w >= 1 for w in self.pi_hidden + self.vf_hidden), "head widths must be >= 1")
         require(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}")
+        std = self.log_std_init
+        require(abs(std) <= 20, f"log_std_init must be in [-20, 20], got {std}")
 
 
 @dataclass(frozen=True)

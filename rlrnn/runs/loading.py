@@ -53,6 +53,7 @@ def build_agent(
         frame_stack=a.frame_stack,
         continuous=continuous,
         gsde=config.ppo.sde_sample_freq > 0,
+        log_std_init=a.log_std_init,
     )
 
 

@@ -133,6 +133,7 @@ def build_model(config: RunConfig, vec_env: VecEnv, device: torch.device | str) 
     policy_kwargs: dict[str, Any] = {
         "net_arch": {"pi": list(a.pi_hidden), "vf": list(a.vf_hidden)},
         "activation_fn": ACTIVATIONS[a.activation],
+        "log_std_init": a.log_std_init,  # a Discrete env refuses any but 0 (runs.start)
     }
     if a.agent == "sb3-ppo":
         return PPO("MlpPolicy", vec_env, policy_kwargs=policy_kwargs, **kwargs)

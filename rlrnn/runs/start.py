@@ -62,11 +62,15 @@ def check_run(
     else:
         check_new_run(folder)
     check_env_id(config.env_id)
-    if config.ppo.sde_sample_freq and not has_box_actions(config.env_id):
-        raise UsageError(
-            f"sde_sample_freq is for Box actions; {config.env_id} takes Discrete ones",
-            ("sde_sample_freq",),
-        )
+    if not has_box_actions(config.env_id):
+        for name, value in (
+            ("sde_sample_freq", config.ppo.sde_sample_freq),
+            ("log_std_init", config.agent.log_std_init),
+        ):
+            if value:
+                raise UsageError(
+                    f"{name} is for Box actions; {config.env_id} takes Discrete ones", (name,)
+                )
     check_training_memory(config, resolve_device(config.device))
     return folder
 
