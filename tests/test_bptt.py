@@ -77,8 +77,8 @@ def test_the_first_minibatch_of_a_chunked_update_sees_the_rollouts_policy():
     seen = []
     loss_fn = ppo.loss_fn
 
-    def recording(agent, rollout, seqs, clip, cfg):
-        loss, stats = loss_fn(agent, rollout, seqs, clip, cfg)
+    def recording(agent, rollout, seqs, clip, cfg, bounds):
+        loss, stats = loss_fn(agent, rollout, seqs, clip, cfg, bounds)
         seen.append((rollout.obs.shape[:2], seqs.numel(), stats))
         return loss, stats
 

@@ -314,3 +314,41 @@ def test_the_rollout_writes_into_one_storage_allocated_once():
     second, _ = ppo.collect_rollout()
     assert [t.data_ptr() for t in (second.obs, second.episode_starts, second.actions)] == addresses
     assert not torch.equal(second.obs, obs)  # written anew, in place
+
+
+def test_the_bounds_loss_pulls_a_mean_past_the_action_bounds_back_and_leaves_one_inside_alone():
+    torch.manual_seed(0)
+    ppo = dataclasses.replace(TINY, bound_coef=0.1)
+    config = RunConfig(env_id="PositionOnlyPendulum-v1", agent=AgentConfig(agent="gru"), ppo=ppo)
+    env = make_batched_env(config.env_id, ppo.num_envs)
+    trainer = PPOLearner(build_agent(config, env.obs_dim, 1, continuous=True), env, ppo, seed=0)
+    centre, half_range = trainer.action_bounds
+    assert (centre.item(), half_range.item()) == (0.0, 2.0)  # the pendulum's torque, +-2
+    rollout, _ = trainer.collect_rollout()
+    envs = torch.arange(ppo.num_envs)
+    bias = trainer.agent.pi_head[-1].bias
+    for mean, expected in ((1.9, 0.0), (-7.0, 0.1 * 2.5**2)):  # -7 overshoots -2 by 2.5 x 2
+        with torch.no_grad():
+            bias.fill_(mean)
+            trainer.agent.pi_head[-1].weight.zero_()
+        loss, stats = trainer.loss_fn(trainer.agent, rollout, envs, 0.2, ppo, trainer.action_bounds)
+        off, _ = trainer.loss_fn(trainer.agent, rollout, envs, 0.2, ppo, None)
+        torch.testing.assert_close(loss - off, torch.tensor(expected))
+        assert stats["bound_loss"].item() == pytest.approx(expected / 0.1)
+    bias.grad = None
+    loss.backward()
+    assert bias.grad.item() < 0  # descending it raises the mean from -7 towards -2
+
+
+@pytest.mark.parametrize(
+    ("agent", "env_id", "message"),
+    [
+        ("sb3-ppo", "PositionOnlyPendulum-v1", "bound_coef is for rlrnn's agents, not sb3-ppo"),
+        ("gru", "PositionOnlyCartPole-v1", "bound_coef is for Box actions"),
+    ],
+)
+def test_the_bounds_loss_is_for_rlrnns_agents_on_box_actions(tmp_path, agent, env_id, message):
+    ppo = dataclasses.replace(TINY, bound_coef=0.1)
+    with pytest.raises(UsageError, match=message):
+        train(RunConfig(env_id=env_id, agent=AgentConfig(agent=agent), ppo=ppo), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -91,7 +91,7 @@ def _warm_up(ppo: PPOLearner, env_step: Callable | None) -> None:
     )
     envs = torch.arange(cfg.sequences_per_minibatch, device=ppo.device)
     for clip in (cfg.clip_coef, cfg.clip_coef / 2):  # the clip changes as it anneals
-        loss, _ = ppo.loss_fn(agent, rollout, envs, clip, cfg)
+        loss, _ = ppo.loss_fn(agent, rollout, envs, clip, cfg, ppo.action_bounds)
         loss.backward()  # compiles the backward
     torch.set_rng_state(rng)
     if cuda_rng is not None:

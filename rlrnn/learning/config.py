@@ -35,6 +35,7 @@ AGENT_NAMES = (*AGENTS, *SB3_AGENTS)
 
 # More threads than any machine has cores; far more (100,000) crash OpenMP with no message.
 MAX_TORCH_THREADS = 1024
+RLRNN_ONLY = ("bptt_len", "bound_coef")  # PPO options with no SB3 counterpart
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,11 @@ class PPOConfig:
     )
     adam_beta1: float = option(0.9, "Adam's first-moment decay")
     adam_beta2: float = option(0.999, "Adam's second-moment decay")
+    bound_coef: float = option(
+        0.0,
+        "Box actions only: penalise the Gaussian's mean past the action bounds by this times its"
+        " squared overshoot in half-ranges (clipped samples give a mean out there no signal back)",
+    )
     sde_sample_freq: int = option(
         0,
         "Box actions only: explore with gSDE (state-dependent noise), drawn again every this"
@@ -163,7 +169,7 @@ class PPOConfig:
         require(0 <= self.gae_lambda <= 1, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         require(self.clip_coef > 0, f"clip_coef must be > 0, got {self.clip_coef}")
         non_negative = ("ent_coef", "vf_coef", "max_grad_norm", "target_kl", "desired_kl")
-        for name in (*non_negative, "sde_sample_freq"):
+        for name in (*non_negative, "bound_coef", "sde_sample_freq"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         require(
             0 < self.solved_lr_scale <= 1,
@@ -297,17 +303,10 @@ class RunConfig:
             f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}",
         )
         require(self.device in DEVICES, f"unknown device {self.device!r}; choose from {DEVICES}")
-        require(
-            not (self.compile and self.agent.agent in SB3_AGENTS),
-            f"compile is for rlrnn's agents, not {self.agent.agent}",
-            fields=("compile",),
-        )
-        require(
-            self.ppo.bptt_len is None or self.agent.agent not in SB3_AGENTS,
-            f"bptt_len is for rlrnn's agents, not {self.agent.agent}",
-            fields=("bptt_len",),
-        )
-        if self.agent.agent in SB3_AGENTS:  # SB3 cuts its minibatches from a rollout's steps
+        if (agent := self.agent.agent) in SB3_AGENTS:  # SB3 cuts minibatches from a rollout's steps
+            options = {"compile": self.compile} | {k: getattr(self.ppo, k) for k in RLRNN_ONLY}
+            for name in (k for k, value in options.items() if value):
+                raise UsageError(f"{name} is for rlrnn's agents, not {agent}", fields=(name,))
             steps, minibatches = self.ppo.batch_size, self.ppo.num_minibatches
             require(
                 steps % minibatches == 0,

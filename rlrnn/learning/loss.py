@@ -15,10 +15,20 @@ from rlrnn.learning.rollout import Rollout
 
 
 def ppo_loss(
-    agent: ActorCritic, rollout: Rollout, envs: Tensor, clip: float, cfg: PPOConfig
+    agent: ActorCritic,
+    rollout: Rollout,
+    envs: Tensor,
+    clip: float,
+    cfg: PPOConfig,
+    bounds: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO's clipped loss on the whole sequences ``envs`` (environments, or chunks of them with
     ``bptt_len``: ``rollout`` is then :meth:`Rollout.sequences`), and its statistics.
+
+    ``bounds``: a Box's centre and half-range ``(A,)``, with ``cfg.bound_coef``: a mean past
+    them adds ``bound_coef`` times its squared overshoot in half-ranges (summed over the
+    action's dimensions), as rl_games' bounds loss. Samples from a mean out there are all
+    clipped to the same action, so nothing else would ever bring it back.
 
     A pure function of its inputs (``torch.compile`` traces it whole when a run's ``compile`` is
     on)."""
@@ -39,13 +49,20 @@ def ppo_loss(
     value_loss = 0.5 * (values - rollout.returns[:, envs]).square().mean()
     loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
     ratio, log_ratio = ratio.detach(), log_ratio.detach()
-    return loss, {
+    stats = {
         "policy_loss": pg_loss.detach(),
         "value_loss": value_loss.detach(),
         "entropy": entropy.detach(),
         "approx_kl": ((ratio - 1) - log_ratio).mean(),
         "clipfrac": ((ratio - 1).abs() > clip).float().mean(),
     }
+    if bounds is not None and cfg.bound_coef:
+        centre, half_range = bounds
+        overshoot = ((agent.action_head.mode(logits) - centre) / half_range).abs() - 1
+        bound_loss = overshoot.clamp(min=0).square().sum(-1).mean()
+        loss = loss + cfg.bound_coef * bound_loss
+        stats["bound_loss"] = bound_loss.detach()
+    return loss, stats
 
 
 def explained_variance(values: Tensor, returns: Tensor) -> Tensor:

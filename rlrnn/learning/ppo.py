@@ -73,6 +73,13 @@ class PPOLearner:
         self.solved = torch.zeros((), dtype=torch.bool, device=self.device)
         tracks_solved = config.freeze_obs_norm or config.solved_lr_scale < 1
         self.threshold = env.reward_threshold if tracks_solved else None
+        self.action_bounds = None  # a Box's (centre, half-range), for the bounds loss
+        if env.continuous:
+            low, high = (
+                torch.as_tensor(b, dtype=torch.float32, device=self.device)
+                for b in (env.action_low, env.action_high)
+            )
+            self.action_bounds = ((high + low) / 2, (high - low) / 2)
         self.obs = env.reset(seed)
         self.episode_starts = torch.ones(env.num_envs, device=self.device)
         self.state = agent.initial_state(env.num_envs, self.device)
@@ -235,7 +242,7 @@ class PPOLearner:
 
     def _minibatch_step(self, rollout: Rollout, envs: Tensor, clip: float) -> dict[str, Tensor]:
         cfg = self.config
-        loss, stats = self.loss_fn(self.agent, rollout, envs, clip, cfg)
+        loss, stats = self.loss_fn(self.agent, rollout, envs, clip, cfg, self.action_bounds)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # Without clipping the norm is still measured (an infinite bound scales nothing).

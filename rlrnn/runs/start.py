@@ -65,6 +65,7 @@ def check_run(
     if not has_box_actions(config.env_id):
         for name, value in (
             ("sde_sample_freq", config.ppo.sde_sample_freq),
+            ("bound_coef", config.ppo.bound_coef),
             ("log_std_init", config.agent.log_std_init),
         ):
             if value:
