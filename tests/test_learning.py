@@ -163,25 +163,24 @@ def test_continuous_cartpole_over_seeds_0_to_9_on_two_float_paths(tmp_path, floa
         assert (row["stays_solved"] or 0.0) >= stays_solved, row
 
 
-# lstm and gru on the position-only pendulum's defaults over seeds 0-9 at 200k steps
-# (docs/continuous.md, from benchmarks/results/stability_pendulum_*.json): lstm's final weights
-# reach -200 on 5 of 10 seeds on each float path, with a median final of -201 and -202; gru's on
-# 6 of 10 on each, median -191 and -188. The issue's target (9 of 10) is not met. The bounds
-# catch a recipe that stops swinging the pendulum up (finals near -1,200), not another machine's
-# rounding: a binomial of 10 seeds at 0.45 falls below 1 about 3 times in 1,000, and the median
-# of 10 finals moves little with a seed or two.
-PENDULUM_OK, PENDULUM_MEDIAN = 1, -350.0
+# lstm and gru on the position-only pendulum's defaults over seeds 0-9 at 200k steps, on each
+# float path (docs/continuous.md, from benchmarks/results/stability_pendulum_bounds_*.json): gru's
+# final weights reach -200 on at least 9 of 10 seeds, the issue's target; lstm's on 8 and 7. lstm's
+# count bound leaves room for another CPU's rounding; its median bound catches a return to the
+# defaults before the bounds loss, when lstm's median final was -201 and -202 (now -189, -184).
+PENDULUM_OK = {"gru": 9, "lstm": 5}
+PENDULUM_MEDIAN = -200.0
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("float_path", ["automatic", "default"])
 def test_pendulum_over_seeds_0_to_9_on_two_float_paths(tmp_path, float_path):
-    """The pendulum swung up from cos and sin alone: gSDE and 64-step rollouts on lstm and gru."""
+    """The pendulum swung up from cos and sin alone: gSDE, 64-step rollouts and a bounds loss."""
     env_id = "PositionOnlyPendulum-v1"
     agents = ("lstm", "gru")
     report = stability_report(tmp_path, agents, float_path, range(10), 200_000, env_id)
     assert {run["env_id"] for run in report["runs"]} == {env_id}
     for row in report["rows"]:
         assert row["seeds"] == 10, row
-        assert row["final_ok"] >= PENDULUM_OK, row
+        assert row["final_ok"] >= PENDULUM_OK[row["agent"]], row
         assert statistics.median(row["finals"]) >= PENDULUM_MEDIAN, row
