@@ -216,7 +216,9 @@ def main() -> None:
             f" | {sps:,.0f} |{judged}"
         )
     ratio = medians["sb3-contrib RecurrentPPO"] / medians["rlrnn"]
-    if math.isfinite(medians["rlrnn"]):
+    if not math.isfinite(medians["sb3-contrib RecurrentPPO"]):  # a median of runs that never solved
+        print("\nRecurrentPPO did not solve within the budget (median over seeds).")
+    elif math.isfinite(medians["rlrnn"]):
         print(f"\nrlrnn solves {ratio:.1f}x faster (median seconds to solve).")
     if args.baseline:
         change = medians["rlrnn"] / medians["rlrnn (baseline)"] - 1
