@@ -50,6 +50,14 @@ from rlrnn.runs.sb3 import SB3Policy
 
 EVAL_EPISODES = 20
 
+# rl-baselines3-zoo's tuned RecurrentPPO policy for both tasks (hyperparams/ppo_lstm.yml).
+ZOO_POLICY = dict(
+    ortho_init=False,
+    activation_fn=nn.ReLU,
+    lstm_hidden_size=64,
+    enable_critic_lstm=True,
+    net_arch=dict(pi=[64], vf=[64]),
+)
 ZOO_CARTPOLE_NOVEL = dict(  # rl-baselines3-zoo, hyperparams/ppo_lstm.yml, CartPoleNoVel-v1
     n_steps=32,
     batch_size=256,
@@ -59,16 +67,10 @@ ZOO_CARTPOLE_NOVEL = dict(  # rl-baselines3-zoo, hyperparams/ppo_lstm.yml, CartP
     ent_coef=0.0,
     learning_rate=lambda progress: 1e-3 * progress,
     clip_range=lambda progress: 0.2 * progress,
-    policy_kwargs=dict(
-        ortho_init=False,
-        activation_fn=nn.ReLU,
-        lstm_hidden_size=64,
-        enable_critic_lstm=True,
-        net_arch=dict(pi=[64], vf=[64]),
-    ),
+    policy_kwargs=ZOO_POLICY,
 )
-# rl-baselines3-zoo, hyperparams/ppo_lstm.yml, PendulumNoVel-v1; its batch size and policy are
-# RecurrentPPO's defaults (128; an LSTM of 256 for each of actor and critic, tanh heads of 64x64).
+# rl-baselines3-zoo, hyperparams/ppo_lstm.yml, PendulumNoVel-v1 (its batch size is RecurrentPPO's
+# default, 128).
 ZOO_PENDULUM_NOVEL = dict(
     n_steps=1024,
     gae_lambda=0.95,
@@ -79,11 +81,12 @@ ZOO_PENDULUM_NOVEL = dict(
     clip_range=0.2,
     use_sde=True,
     sde_sample_freq=4,
+    policy_kwargs=ZOO_POLICY,
 )
 # env id -> (envs, normalised by VecNormalize, RecurrentPPO's arguments)
 ZOO = {
     "PositionOnlyCartPole-v1": (8, True, ZOO_CARTPOLE_NOVEL),
-    "PositionOnlyPendulum-v1": (4, False, ZOO_PENDULUM_NOVEL),
+    "PositionOnlyPendulum-v1": (4, True, ZOO_PENDULUM_NOVEL),
 }
 
 

@@ -312,6 +312,13 @@ def test_an_envs_defaults_change_every_rlrnn_agent_and_the_references_take_the_z
         assert default_config(agent, "ContinuousPositionOnlyCartPole-v1") == dataclasses.replace(
             default_config(agent), env_id="ContinuousPositionOnlyCartPole-v1"
         )
+    # The zoo's tuned PendulumNoVel-v1 entry normalises and takes its CartPoleNoVel-v1 policy;
+    # its Pendulum-v1 entry for PPO does neither.
+    recurrent = default_config("sb3-recurrentppo", "PositionOnlyPendulum-v1")
+    assert recurrent.agent == default_config("sb3-recurrentppo").agent
+    assert recurrent.agent.normalize_obs and recurrent.ppo.normalize_reward
+    feedforward = default_config("sb3-ppo", "PositionOnlyPendulum-v1")
+    assert not (feedforward.agent.normalize_obs or feedforward.ppo.normalize_reward)
     run = tmp_path / "run"
     args = ["train", "--env", "PositionOnlyPendulum-v1", "--total-timesteps", "1024"]
     assert main([*args, "--num-envs", "8", "--run-dir", str(run), "--quiet"]) == 0
@@ -326,7 +333,7 @@ def test_recurrentppo_with_gsde_trains_on_the_pendulum_and_its_checkpoint_evalua
     small = ["--num-steps", "64", "--hidden-size", "16", "--total-timesteps", "256"]
     assert main(["train", *args, *small, "--run-dir", str(run), "--quiet"]) == 0
     weights = torch.load(run / "final.pt", weights_only=True)["model"]
-    assert weights["log_std"].shape == (64, 1)  # the last of the policy's tanh layers of 64
+    assert weights["log_std"].shape == (64, 1)  # the policy's ReLU layer of 64
     assert main(["evaluate", str(run), "--episodes", "2", "--checkpoint", "final"]) == 0
     assert (
         main(
