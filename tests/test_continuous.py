@@ -305,6 +305,13 @@ def test_an_envs_defaults_change_every_rlrnn_agent_and_the_references_take_the_z
         assert config.env_id == "PositionOnlyPendulum-v1"
         assert {k: getattr(config.ppo, k) for k in pendulum} == pendulum
         assert config.agent == default_config(agent).agent
+        # The continuous cart-pole keeps the cart-pole's recipe, over twice the env steps.
+        cart = default_config(agent, "ContinuousPositionOnlyCartPole-v1")
+        assert cart == dataclasses.replace(
+            default_config(agent),
+            env_id="ContinuousPositionOnlyCartPole-v1",
+            ppo=dataclasses.replace(default_config(agent).ppo, total_timesteps=200_000),
+        )
     for agent, minibatch in (("sb3-ppo", 64), ("sb3-recurrentppo", 128)):  # SB3's own sizes
         zoo = default_config(agent, "PositionOnlyPendulum-v1").ppo
         assert (zoo.num_envs, zoo.num_steps, zoo.update_epochs, zoo.gamma) == (4, 1024, 10, 0.9)
