@@ -118,7 +118,7 @@ def test_the_time_to_solve_ratio_is_a_lower_bound_while_recurrentppo_has_an_unso
     solved = [run(tables.SB3, 300.0, 100.0), run(tables.SB3, 500.0, 100.0)]
     assert tables.solve_ratio(ours + solved) == "Median seconds to solve: rlrnn's are 20.0× fewer."
     # An unsolved seed counts at its whole training time (200k steps at 100 steps/s: 2000 s).
-    once = tables.solve_ratio(ours + [solved[0], run(tables.SB3, None, 100.0)])
+    once = tables.solve_ratio([*ours, solved[0], run(tables.SB3, None, 100.0)])
     assert "at least 57.5× fewer" in once and "1 unsolved seed(s)" in once
     never = [run("rlrnn gru", None, 1000.0)] * 2
     assert "no time-to-solve ratio" in tables.solve_ratio(never + solved)
