@@ -144,7 +144,7 @@ def test_config_round_trips_through_json():
 # from benchmarks/results/stability_continuous_cartpole_200k_*.json): final weights >= 475 on 10
 # and 9 of 10 seeds for lstm (19 of 20), 8 and 9 for gru (17 of 20); of the evaluations after a
 # first solve 92% and 85% stayed solved for lstm, 63% and 82% for gru. A binomial of 10 seeds at
-# 0.95 falls below 7 about 1 time in 100, at 0.85 below 6 likewise: bounds that a regression
+# 0.9 falls below 7 about 1 time in 80, at 0.85 below 6 about 1 in 100: bounds that a regression
 # fails and another machine's rounding does not.
 CONTINUOUS_BOUNDS = {"lstm": (7, 0.6), "gru": (6, 0.45)}
 
