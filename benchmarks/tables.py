@@ -268,6 +268,21 @@ def agent_name(agent: str) -> str:
     return f"framestack k = {match.group(1)}" if match else agent
 
 
+def suite_cell(result: dict[str, Any]) -> str:
+    """``mean [low, high]``; one seed has no interval."""
+    if result["final_ci_low"] is None:
+        return f"{num(result['final_mean'], '.1f')} (1 seed, no interval)"
+    return interval(result["final_mean"], result["final_ci_low"], result["final_ci_high"])
+
+
+def above(separated: bool | dict[str, Any]) -> bool:
+    """Whether the best recurrent agent's interval lies above a frame stack's: a bool in older
+    summaries, ``{"relation": "above" | "below" | "overlapping" | "no interval", ...}`` now."""
+    if isinstance(separated, dict):
+        return separated["relation"] == "above"
+    return separated
+
+
 @renderer("memory")
 def memory(folder: str = "docs/memory") -> str:
     """The memory suite's summary: final return, mean [95% CI] over seeds, agent x env; bold
@@ -281,19 +296,20 @@ def memory(folder: str = "docs/memory") -> str:
         row = [agent_name(agent)]
         for env in envs:
             r = data["results"][env].get(agent)
-            cell = interval(r["final_mean"], r["final_ci_low"], r["final_ci_high"]) if r else "–"
+            cell = suite_cell(r) if r else "–"
             apart = data.get("separated", {}).get(env, {})
-            stacks = [v for k, v in apart.items() if k.startswith("framestack")]
+            stacks = [above(v) for k, v in apart.items() if k.startswith("framestack")]
             if apart.get("best_recurrent") == agent and stacks and all(stacks):
                 cell = f"**{cell}**"
             row.append(cell)
         rows.append(row)
     header = ["agent", *(ENV_NAMES.get(env, env) for env in envs)]
     seeds = {r["seeds"] for env in envs for r in data["results"][env].values()}
+    counts = ", ".join(map(str, sorted(seeds)))
     about = (
-        f"Final weights over {data['episodes']} fresh episodes per seed, "
-        f"{', '.join(map(str, sorted(seeds)))} seeds; bold: the best recurrent agent where its "
-        "interval lies above both frame stacks'."
+        f"Final weights over {data['episodes']} fresh episodes per seed, {counts}"
+        f" seed{'' if seeds == {1} else 's'}; bold: the best recurrent agent where its interval"
+        " lies above both frame stacks'."
     )
     return table(header, rows) + "\n\n" + about + "\n\n" + source_line([(rel, data)])
 

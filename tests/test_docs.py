@@ -124,6 +124,24 @@ def test_the_time_to_solve_ratio_is_a_lower_bound_while_recurrentppo_has_an_unso
     assert "no time-to-solve ratio" in tables.solve_ratio(never + solved)
 
 
+def test_the_suite_table_bolds_only_intervals_apart_and_says_when_one_seed_has_none(tmp_path):
+    def result(mean: float, low: float | None, high: float | None) -> dict:
+        return {"final_mean": mean, "final_ci_low": low, "final_ci_high": high, "seeds": 5}
+
+    results = {"gru": result(300.0, 280.0, 320.0), "framestack-k4": result(100.0, 90.0, 110.0)}
+    summary = {"command": "rlrnn compare --suite memory", "episodes": 100}
+    for relation, bold in (("above", True), ("overlapping", False)):
+        separated = {"best_recurrent": "gru", "framestack-k4": {"relation": relation}}
+        folder = tmp_path / relation
+        folder.mkdir()
+        data = summary | {"results": {"Env-v0": results}, "separated": {"Env-v0": separated}}
+        (folder / "summary.json").write_text(json.dumps(data))
+        assert ("| gru | **300.0 [280.0, 320.0]** |" in tables.render(f"memory {folder}")) == bold
+    one = {"Env-v0": {"gru": result(300.0, None, None) | {"seeds": 1}}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary | {"results": one}))
+    assert "| gru | 300.0 (1 seed, no interval) |" in tables.render(f"memory {tmp_path}")
+
+
 # --- links --------------------------------------------------------------------------------------
 
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
