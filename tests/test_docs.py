@@ -5,23 +5,15 @@ README stays a user's guide (at most 300 lines)."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import re
 import shlex
 from pathlib import Path
-from types import ModuleType
+
+from scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str) -> ModuleType:
-    """A script of benchmarks/ as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 tables = load_script("tables")

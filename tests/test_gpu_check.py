@@ -1,18 +1,11 @@
 """The device self-check's CPU half, and its device half run against the CPU itself."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+from scripts import load_script
 
 
 def load_gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_check")
 
 
 def test_the_self_check_passes_on_the_cpu_and_says_what_it_skipped(capsys, monkeypatch):

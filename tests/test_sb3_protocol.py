@@ -1,12 +1,12 @@
 """rlrnn policies speak Stable-Baselines3's ``predict`` protocol, and the CLI's RecurrentPPO is the
 same reference as the one benchmarks/speed_vs_sb3.py calls."""
 
-import importlib.util
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from scripts import load_script
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -50,9 +50,7 @@ def test_the_speed_script_and_the_cli_build_the_same_recurrentppo(env_id, monkey
     from rlrnn.runs.sb3 import build_model, make_vec_env
 
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the script imports its neighbours
-    spec = importlib.util.spec_from_file_location("speed", ROOT / "benchmarks" / "speed_vs_sb3.py")
-    speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speed)
+    speed = load_script("speed_vs_sb3")
     n_envs, normalized, kwargs = speed.ZOO[env_id]
     config = default_config("sb3-recurrentppo", env_id)
     assert config.ppo.num_envs == n_envs
