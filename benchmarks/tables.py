@@ -38,6 +38,7 @@ import numpy as np
 from rlrnn.files import atomic_write_text  # checked, atomic writes, as rlrnn writes
 from rlrnn.tools.common.seed_stats import bootstrap_interval
 from rlrnn.tools.common.stability import Stability, pooled_stays_solved
+from rlrnn.tools.compare.report import AgentResult, mean_and_interval
 from rlrnn.tools.compare.suites import describe_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,13 +269,6 @@ def agent_name(agent: str) -> str:
     return f"framestack k = {match.group(1)}" if match else agent
 
 
-def suite_cell(result: dict[str, Any]) -> str:
-    """``mean [low, high]``; one seed has no interval."""
-    if result["final_ci_low"] is None:
-        return f"{num(result['final_mean'], '.1f')} (1 seed, no interval)"
-    return interval(result["final_mean"], result["final_ci_low"], result["final_ci_high"])
-
-
 def above(separated: bool | dict[str, Any]) -> bool:
     """Whether the best recurrent agent's interval lies above a frame stack's: a bool in older
     summaries, ``{"relation": "above" | "below" | "overlapping" | "no interval", ...}`` now."""
@@ -296,7 +290,7 @@ def memory(folder: str = "docs/memory") -> str:
         row = [agent_name(agent)]
         for env in envs:
             r = data["results"][env].get(agent)
-            cell = suite_cell(r) if r else "–"
+            cell = mean_and_interval(AgentResult(**r)) if r else "–"
             apart = data.get("separated", {}).get(env, {})
             stacks = [above(v) for k, v in apart.items() if k.startswith("framestack")]
             if apart.get("best_recurrent") == agent and stacks and all(stacks):

@@ -5,6 +5,7 @@ README stays a user's guide (at most 300 lines)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import re
@@ -12,6 +13,8 @@ import shlex
 from pathlib import Path
 
 from scripts import load_script
+
+from rlrnn.tools.compare.report import AgentResult
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +121,11 @@ def test_the_time_to_solve_ratio_is_a_lower_bound_while_recurrentppo_has_an_unso
 
 def test_the_suite_table_bolds_only_intervals_apart_and_says_when_one_seed_has_none(tmp_path):
     def result(mean: float, low: float | None, high: float | None) -> dict:
-        return {"final_mean": mean, "final_ci_low": low, "final_ci_high": high, "seeds": 5}
+        """A row as compare's summary.json holds it."""
+        row = AgentResult(
+            "gru", 5, mean, low, high, mean, mean, 1.0, 5, 1e4, 2.0, 0.9, 400.0, 1e3, 99
+        )
+        return dataclasses.asdict(row)
 
     results = {"gru": result(300.0, 280.0, 320.0), "framestack-k4": result(100.0, 90.0, 110.0)}
     summary = {"command": "rlrnn compare --suite memory", "episodes": 100}
